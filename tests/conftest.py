@@ -1,0 +1,47 @@
+"""Fixtures shared by every tier: a fresh config and a throwaway PKI."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+from oslo_config import cfg
+
+from trustpool import conf as tp_conf
+from tests.support.oat_server import OATServer
+from tests.support.pki import CA
+
+
+@pytest.fixture
+def conf() -> cfg.ConfigOpts:
+    """A ConfigOpts of its own per test, trustpool's options registered."""
+    c = cfg.ConfigOpts()
+    tp_conf.register_opts(c)
+    c([], project="trustpool", default_config_files=[])
+    return c
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base: pathlib.Path = tmp_path_factory.mktemp("pki")
+    ca = CA(base / "ca")
+    other = CA(base / "other", name="some-other-ca")
+    return {
+        "ca": ca,
+        "other_ca": other,
+        "server": ca.issue("attestation-server"),
+        "client": ca.issue("nova-scheduler", server=False),
+        "expired_server": ca.issue("expired-server", expired=True),
+        "wrong_name_server": ca.issue("wrong-name", ips=("127.0.0.2",),
+                                      dns=("elsewhere.example",)),
+        "rogue_client": other.issue("rogue-client", server=False),
+    }
+
+
+@pytest.fixture
+def oat_server(pki: dict):
+    """A running HTTPS PollHosts server with a certificate from ``pki``."""
+    server = OATServer(pki["server"].cert, pki["server"].key).start()
+    yield server
+    server.stop()
+

@@ -1,0 +1,1 @@
+"""Real servers and certificates for trustpool's tests."""

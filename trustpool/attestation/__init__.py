@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The attestation client library.
+
+No module under this package imports Nova: the library can be used by any
+tool that needs to know which hosts an attestation service vouches for.
+"""
+
+from trustpool.attestation.backends import AttestationBackend, load_backend
+from trustpool.attestation.client import AttestationClient, ClientStats
+from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.exceptions import AttestationError, ConfigurationError
+
+__all__ = [
+    "AttestationBackend",
+    "AttestationClient",
+    "AttestationError",
+    "ClientStats",
+    "ConfigurationError",
+    "HostReport",
+    "TrustLevel",
+    "load_backend",
+]

@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Attestation backends, one module per service, loaded by name."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+from stevedore import driver, extension
+from stevedore.exception import NoMatches
+
+from trustpool.attestation.backends.base import AttestationBackend
+from trustpool.exceptions import ConfigurationError
+
+__all__ = ["NAMESPACE", "AttestationBackend", "available_backends",
+           "backend_opts", "load_backend"]
+
+#: Entry point group of backends; the names in it are what operators type.
+NAMESPACE = "trustpool.attestation.backends"
+
+
+def available_backends() -> list[str]:
+    """Names of the installed backends, sorted."""
+    return sorted(extension.ExtensionManager(NAMESPACE).names())
+
+
+def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
+    """Build the backend called ``name`` with ``conf``.
+
+    Registers the backend's own option groups on ``conf`` first.
+
+    :raises ConfigurationError: when no backend has that name, or the
+        backend refuses its options.
+    """
+    try:
+        manager = driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
+    except NoMatches:
+        raise ConfigurationError(
+            "backend",
+            f"no attestation backend named {name!r}; installed: "
+            f"{', '.join(available_backends()) or 'none'}") from None
+    backend_cls = manager.driver
+    for group, opts in backend_cls.CONFIG_OPTS:
+        conf.register_opts(opts, group=group)
+    backend: AttestationBackend = backend_cls(conf)
+    return backend
+
+
+def backend_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Option groups of every installed backend, for the sample config.
+
+    Only imports the backend classes; none is built.
+    """
+    manager = extension.ExtensionManager(NAMESPACE, invoke_on_load=False)
+    groups: dict[str, list[cfg.Opt]] = {}
+    for ext in sorted(manager, key=lambda e: e.name):
+        for group, opts in ext.plugin.CONFIG_OPTS:
+            groups.setdefault(group, []).extend(opts)
+    return sorted(groups.items())

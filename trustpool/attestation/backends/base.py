@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The contract every attestation backend keeps.
+
+A backend knows one attestation service's protocol and nothing about
+time: caching, batching across threads and what to do when the service
+fails are the client's job (:mod:`trustpool.attestation.client`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import ClassVar
+
+from oslo_config import cfg
+
+from trustpool.attestation.model import HostReport
+
+__all__ = ["AttestationBackend"]
+
+
+class AttestationBackend(abc.ABC):
+    """Asks one attestation service how far it trusts a list of hosts.
+
+    Subclasses are registered in the ``trustpool.attestation.backends``
+    entry point group under the short name operators put in the ``backend``
+    option, and are built as ``Backend(conf)`` with a ``ConfigOpts`` on
+    which the ``[trusted_computing]`` options and the groups in
+    :attr:`CONFIG_OPTS` are registered.
+
+    The constructor checks the backend's own options and raises
+    :class:`~trustpool.exceptions.ConfigurationError` naming the first bad
+    one, so a broken configuration stops the scheduler at start-up.
+    """
+
+    #: The entry point name; shown in reports and logs.
+    name: ClassVar[str] = "base"
+
+    #: Most host names :meth:`attest` accepts in one call. ``None``: any
+    #: number. The client splits larger batches only when this is set.
+    max_batch: ClassVar[int | None] = None
+
+    #: ``(group name, options)`` pairs this backend reads besides
+    #: ``[trusted_computing]``; a class attribute so that the sample config
+    #: can list them without building the backend.
+    CONFIG_OPTS: ClassVar[list[tuple[str, list[cfg.Opt]]]] = []
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+
+    @abc.abstractmethod
+    def attest(self, hostnames: Sequence[str]) -> dict[str, HostReport]:
+        """Return the service's answer for ``hostnames`` in one exchange.
+
+        :param hostnames: distinct host names, never empty.
+        :returns: a report for each name the service answered about, keyed
+            by that name. Names the service did not mention are left out;
+            the client counts them as ``unknown``. Names that were not asked
+            for must never appear.
+        :raises trustpool.exceptions.AttestationError: when the exchange as
+            a whole failed or the answer cannot be trusted (transport or TLS
+            error, non-success status, malformed or inconsistent body). The
+            message must be safe to log: no credentials, no key material.
+        """
+
+    def list_hosts(self) -> list[str]:
+        """Names of every host the service knows, where it can list them.
+
+        :raises NotImplementedError: when the service cannot list hosts.
+        :raises trustpool.exceptions.AttestationError: on a failed exchange.
+        """
+        raise NotImplementedError(f"the {self.name} backend cannot list hosts")
+
+    def describe(self) -> str:
+        """Where this backend asks, for logs (no credentials)."""
+        return self.name
+
+    def close(self) -> None:
+        """Release connections; the backend is not used afterwards."""

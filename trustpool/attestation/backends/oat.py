@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: Apache-2.0
+"""OpenAttestation's PollHosts API (also Mt. Wilson / OpenCIT).
+
+One ``POST .../PollHosts`` with every host of the batch; the answer is
+``{"hosts": [{"host_name", "trust_lvl", "vtime"}, ...]}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from oslo_config import cfg
+
+from trustpool.attestation.backends._http import HttpSettings, JsonClient
+from trustpool.attestation.backends.base import AttestationBackend
+from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.timeparse import parse_vtime
+from trustpool.conf import GROUP
+from trustpool.exceptions import AttestationError, ConfigurationError
+
+__all__ = ["OATBackend", "parse_poll_hosts"]
+
+_LEVELS = {
+    "trusted": TrustLevel.TRUSTED,
+    "untrusted": TrustLevel.UNTRUSTED,
+    "unknown": TrustLevel.UNKNOWN,
+    # OAT reports hosts it could not attest in time as 'timeout' and hosts
+    # still being attested as 'pending': neither proves anything.
+    "timeout": TrustLevel.UNKNOWN,
+    "pending": TrustLevel.UNKNOWN,
+}
+_REASONS = {level: f"attestation server says {level!r}" for level in _LEVELS}
+_MAX_NAMES_SHOWN = 5
+
+
+def http_settings(conf: cfg.ConfigOpts) -> HttpSettings:
+    """TLS and timeout settings from ``[trusted_computing]``."""
+    group = conf[GROUP]
+    verify: bool | str = True
+    if group.attestation_insecure_ssl:
+        verify = False
+    elif group.attestation_server_ca_file:
+        verify = group.attestation_server_ca_file
+    return HttpSettings(
+        verify=verify,
+        cert_file=group.client_cert_file,
+        key_file=group.client_key_file,
+        connect_timeout=group.connect_timeout,
+        read_timeout=group.read_timeout,
+        max_bytes=group.max_response_bytes,
+    )
+
+
+class OATBackend(AttestationBackend):
+    """OpenAttestation 1.x, 1.5+, 2.x and Mt. Wilson PollHosts."""
+
+    name = "oat"
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        super().__init__(conf)
+        group = conf[GROUP]
+        server = group.attestation_server
+        if not server:
+            raise ConfigurationError(
+                "attestation_server", "must be set for the 'oat' backend")
+        host = f"[{server}]" if ":" in server else server
+        path = "/" + (group.attestation_api_url or "").strip("/")
+        self.url = (f"{group.attestation_scheme}://{host}:"
+                    f"{group.attestation_port}{path.rstrip('/')}/PollHosts")
+        self._headers = {"Accept": "application/json",
+                         "Content-Type": "application/json"}
+        if group.attestation_auth_blob:
+            self._headers["x-auth-blob"] = group.attestation_auth_blob
+        self._http = JsonClient(http_settings(conf))
+
+    def describe(self) -> str:
+        return f"oat {self.url}"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def attest(self, hostnames: Sequence[str]) -> dict[str, HostReport]:
+        body = {"count": len(hostnames), "hosts": list(hostnames)}
+        status, data = self._http.request("POST", self.url,
+                                          headers=self._headers, body=body)
+        if status == 404:
+            raise AttestationError(
+                f"{self.url} answered HTTP 404: check attestation_api_url")
+        return parse_poll_hosts(data, hostnames, self.name)
+
+
+def parse_poll_hosts(data: Any, asked: Sequence[str],
+                     backend: str = "oat") -> dict[str, HostReport]:
+    """Turn a PollHosts answer into reports, refusing anything doubtful.
+
+    :raises AttestationError: when the answer's shape is wrong, names a host
+        that was not asked about, or gives one host two different levels.
+        One bad entry spoils the whole answer: a server that gets the
+        protocol wrong cannot be trusted on the other hosts either.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("hosts"), list):
+        raise AttestationError(
+            "PollHosts answer is not an object with a 'hosts' list")
+    wanted = set(asked)
+    reports: dict[str, HostReport] = {}
+    levels_seen: dict[str, str] = {}
+    strangers: list[str] = []
+    for index, entry in enumerate(data["hosts"]):
+        if not isinstance(entry, dict):
+            raise AttestationError(
+                f"PollHosts answer: hosts[{index}] is not an object")
+        name = entry.get("host_name")
+        raw_level = entry.get("trust_lvl")
+        if not isinstance(name, str) or not name:
+            raise AttestationError(
+                f"PollHosts answer: hosts[{index}].host_name is not a "
+                f"non-empty string: {_short(name)}")
+        if not isinstance(raw_level, str):
+            raise AttestationError(
+                f"PollHosts answer: hosts[{index}] ({name!r}) has no "
+                f"string trust_lvl: {_short(raw_level)}")
+        if name not in wanted:
+            strangers.append(name)
+            continue
+        normal = raw_level.strip().lower()
+        previous = levels_seen.setdefault(name, normal)
+        if previous != normal:
+            raise AttestationError(
+                f"PollHosts answer names host {name!r} twice, as "
+                f"{previous!r} and {normal!r}")
+        reports[name] = _report(name, normal, entry.get("vtime"), backend)
+    if strangers:
+        shown = ", ".join(repr(n) for n in strangers[:_MAX_NAMES_SHOWN])
+        more = len(strangers) - _MAX_NAMES_SHOWN
+        raise AttestationError(
+            "PollHosts answer names hosts that were not asked about: "
+            f"{shown}{f' and {more} more' if more > 0 else ''}")
+    return reports
+
+
+def _report(name: str, level: str, raw_vtime: Any,
+            backend: str) -> HostReport:
+    trust = _LEVELS.get(level)
+    if trust is None:
+        return HostReport(name, TrustLevel.UNKNOWN, backend,
+                          f"unrecognised trust level {_short(level)}")
+    vtime = None
+    if raw_vtime not in (None, ""):
+        try:
+            vtime = parse_vtime(raw_vtime)
+        except ValueError as exc:
+            return HostReport(
+                name, TrustLevel.UNKNOWN, backend,
+                f"server says {level!r} but its vtime is unusable: {exc}")
+    return HostReport(name, trust, backend, _REASONS[level], vtime)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 64 else text[:61] + "..."

@@ -1,0 +1,261 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The attestation client: cache, batching, single-flight, fail-closed.
+
+Backends know a protocol; this module knows time. A scheduler asks
+:meth:`AttestationClient.levels` once per request with every candidate
+host, and gets back a report for each, never an exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import cachetools
+from oslo_config import cfg
+
+from trustpool import conf as tp_conf
+from trustpool.attestation.backends import AttestationBackend, load_backend
+from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.exceptions import AttestationError
+
+__all__ = ["AttestationClient", "ClientStats"]
+
+LOG = logging.getLogger(__name__)
+
+#: Upper bound on cached hosts; far above any Nova cell, it only guards
+#: memory against a caller that invents names.
+DEFAULT_MAX_HOSTS = 1_000_000
+_NOT_MENTIONED = "the attestation service did not mention this host"
+
+
+@dataclasses.dataclass
+class ClientStats:
+    """Counters for tests, benchmarks and operators' curiosity."""
+
+    backend_calls: int = 0
+    hosts_asked: int = 0
+    failures: int = 0
+    cache_hits: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    until: float
+    at: float
+    message: str
+
+
+class AttestationClient:
+    """Answers "how trusted is each of these hosts?" quickly and safely.
+
+    - Answers are cached per host for ``ttl`` seconds of the monotonic
+      ``clock``, counted from when the answer arrived.
+    - One call sends at most one batch to the backend (split only where the
+      backend has a ``max_batch``), for all stale or missing hosts.
+    - Hosts the service did not mention are cached as ``unknown``.
+    - One refresh runs at a time; callers that need the same hosts wait for
+      it and use its result instead of asking again.
+    - A failed refresh makes every host it asked about ``unknown``, is
+      logged once, and is remembered for ``failure_retry_interval`` seconds
+      during which no call waits on the service again.
+    - With ``max_report_age``, a report whose server time (``vtime``) is
+      older than that, or as far in the future, counts as ``unknown``.
+    """
+
+    def __init__(self, backend: AttestationBackend, *, ttl: float,
+                 failure_retry_interval: float = 10.0,
+                 max_report_age: float = 0,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time,
+                 max_hosts: int = DEFAULT_MAX_HOSTS) -> None:
+        self.backend = backend
+        self.ttl = ttl
+        self.failure_retry_interval = failure_retry_interval
+        self.max_report_age = max_report_age
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._cache: cachetools.TTLCache[str, HostReport] | None = (
+            cachetools.TTLCache(max_hosts, ttl, timer=clock)
+            if ttl > 0 else None)
+        self._cache_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._failure: _Failure | None = None
+        self.stats = ClientStats()
+
+    @classmethod
+    def from_config(cls, conf: cfg.ConfigOpts,
+                    **kwargs: object) -> AttestationClient:
+        """Build the client and its backend from ``[trusted_computing]``.
+
+        Registers trustpool's options on ``conf`` and checks them all, so a
+        bad value fails here, at start-up, naming the option.
+
+        :raises trustpool.exceptions.ConfigurationError: on a bad option.
+        """
+        tp_conf.register_opts(conf)
+        tp_conf.validate(conf)
+        group = conf[tp_conf.GROUP]
+        backend = load_backend(conf, group.backend)
+        return cls(backend, ttl=group.attestation_auth_timeout,
+                   failure_retry_interval=group.failure_retry_interval,
+                   max_report_age=group.max_report_age,
+                   **kwargs)  # type: ignore[arg-type]
+
+    def levels(self, hostnames: Iterable[str]) -> dict[str, HostReport]:
+        """A report for every distinct name in ``hostnames``.
+
+        Never raises for an attestation failure: hosts whose trust cannot
+        be established are ``unknown``, with the reason in the report.
+        """
+        names = list(dict.fromkeys(hostnames))
+        reports, missing = self._from_cache(names)
+        if missing:
+            with self._refresh_lock:
+                # Another thread may have refreshed these while we waited.
+                fresh, missing = self._from_cache(missing)
+                reports.update(fresh)
+                if missing:
+                    reports.update(self._refresh(missing))
+        if self.max_report_age > 0:
+            now = self._wall_clock()
+            for name, report in reports.items():
+                reports[name] = self._check_age(report, now)
+        return reports
+
+    def level(self, hostname: str) -> HostReport:
+        """The report for one host; prefer :meth:`levels` for many."""
+        return self.levels([hostname])[hostname]
+
+    def attest_uncached(self, hostnames: Sequence[str]
+                        ) -> dict[str, HostReport]:
+        """Ask the service now, bypassing and not filling the cache.
+
+        For operator tools that must show the service's current answer.
+        Unlike :meth:`levels`, a failure raises.
+
+        :raises trustpool.exceptions.AttestationError: on a failed exchange.
+        """
+        names = list(dict.fromkeys(hostnames))
+        answered = self._ask_backend(names)
+        reports = {name: answered.get(name) or self._unmentioned(name)
+                   for name in names}
+        if self.max_report_age > 0:
+            now = self._wall_clock()
+            reports = {n: self._check_age(r, now) for n, r in reports.items()}
+        return reports
+
+    def invalidate(self) -> None:
+        """Forget every cached answer and any remembered failure."""
+        with self._cache_lock:
+            if self._cache is not None:
+                self._cache.clear()
+            self._failure = None
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # -- internals -------------------------------------------------------
+
+    def _from_cache(self, names: list[str]
+                    ) -> tuple[dict[str, HostReport], list[str]]:
+        found: dict[str, HostReport] = {}
+        missing: list[str] = []
+        if self._cache is None:
+            return found, names
+        with self._cache_lock:
+            cache = self._cache
+            for name in names:
+                report = cache.get(name)
+                if report is None:
+                    missing.append(name)
+                else:
+                    found[name] = report
+            self.stats.cache_hits += len(found)
+        return found, missing
+
+    def _refresh(self, names: list[str]) -> dict[str, HostReport]:
+        """Ask the backend about ``names``; the refresh lock is held."""
+        now = self._clock()
+        failure = self._failure
+        if failure is not None and now < failure.until:
+            return self._failed(names, failure, now)
+        try:
+            answered = self._ask_backend(names)
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything
+            message = (str(exc) if isinstance(exc, AttestationError)
+                       else f"backend error {type(exc).__name__}: {exc}")
+            now = self._clock()
+            failure = _Failure(now + self.failure_retry_interval, now,
+                               message)
+            self._failure = failure
+            self.stats.failures += 1
+            LOG.warning(
+                "Attestation by %s failed; %d host(s) count as unknown, "
+                "next try in %gs: %s", self.backend.describe(), len(names),
+                self.failure_retry_interval, message)
+            return self._failed(names, failure, now)
+        self._failure = None
+        reports = {name: answered.get(name) or self._unmentioned(name)
+                   for name in names}
+        if self._cache is not None:
+            with self._cache_lock:
+                self._cache.update(reports)
+        return reports
+
+    def _ask_backend(self, names: list[str]) -> dict[str, HostReport]:
+        size = self.backend.max_batch or len(names)
+        answered: dict[str, HostReport] = {}
+        start = time.monotonic()
+        for offset in range(0, len(names), size):
+            chunk = names[offset:offset + size]
+            self.stats.backend_calls += 1
+            self.stats.hosts_asked += len(chunk)
+            result = self.backend.attest(chunk)
+            asked = set(chunk)
+            for name, report in result.items():
+                # The backend contract forbids this; a client that acted on
+                # it would let one host's answer stand for another's.
+                if name not in asked or not isinstance(report, HostReport) \
+                        or report.hostname != name:
+                    raise AttestationError(
+                        f"backend {self.backend.name} answered for "
+                        f"{name!r}, which was not asked about")
+                answered[name] = report
+        LOG.debug("Asked %s about %d host(s) in %.3fs",
+                  self.backend.describe(), len(names),
+                  time.monotonic() - start)
+        return answered
+
+    def _unmentioned(self, name: str) -> HostReport:
+        return HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
+                          _NOT_MENTIONED)
+
+    def _failed(self, names: list[str], failure: _Failure,
+                now: float) -> dict[str, HostReport]:
+        reason = (f"attestation failed {now - failure.at:.0f}s ago, next "
+                  f"try in {max(0.0, failure.until - now):.0f}s: "
+                  f"{failure.message}")
+        return {name: HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
+                                 reason) for name in names}
+
+    def _check_age(self, report: HostReport, now: float) -> HostReport:
+        if report.vtime is None or report.level is TrustLevel.UNKNOWN:
+            return report
+        age = now - report.vtime.timestamp()
+        if age > self.max_report_age:
+            return report.with_level(
+                TrustLevel.UNKNOWN,
+                f"stale: the server last vouched {age:.0f}s ago "
+                f"(max_report_age {self.max_report_age:g}s); it said "
+                f"{report.level.value!r}")
+        if -age > self.max_report_age:
+            return report.with_level(
+                TrustLevel.UNKNOWN,
+                f"the server's time is {-age:.0f}s ahead of ours "
+                f"(max_report_age {self.max_report_age:g}s); it said "
+                f"{report.level.value!r}")
+        return report

@@ -1,0 +1,220 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Every trustpool option, in the ``[trusted_computing]`` group of nova.conf.
+
+The first seven options keep the names, types and defaults of Nova's removed
+in-tree TrustedFilter so that an old nova.conf works unchanged; the spellings
+used by the old install guides (``server``, ``port``, ...) are accepted as
+deprecated names. Options are always registered on a ``ConfigOpts`` object
+passed in by the caller: the library never reads a global configuration.
+"""
+
+from __future__ import annotations
+
+import os
+
+from oslo_config import cfg
+
+from trustpool.exceptions import ConfigurationError
+
+__all__ = [
+    "GROUP",
+    "ConfigurationError",
+    "list_opts",
+    "register_opts",
+    "validate",
+]
+
+GROUP = "trusted_computing"
+
+_group = cfg.OptGroup(
+    name=GROUP,
+    title="Trusted compute pools",
+    help="How the TrustedFilter reaches the attestation service that says "
+    "which compute hosts booted into a known-good, measured state.",
+)
+
+
+def _old(name: str) -> list[cfg.DeprecatedOpt]:
+    return [cfg.DeprecatedOpt(name, group=GROUP)]
+
+
+_legacy_opts = [
+    cfg.HostAddressOpt(
+        "attestation_server",
+        deprecated_opts=_old("server"),
+        help="Host name or IP address of the attestation server. Required "
+        "for the 'oat' backend.",
+    ),
+    cfg.PortOpt(
+        "attestation_port",
+        default=8443,
+        min=1,
+        deprecated_opts=_old("port"),
+        help="TCP port of the attestation server. OpenAttestation 2.0 and "
+        "later listen on 8181.",
+    ),
+    cfg.StrOpt(
+        "attestation_server_ca_file",
+        deprecated_opts=_old("server_ca_file"),
+        help="PEM file with the CA certificate(s) that signed the "
+        "attestation server's certificate. When unset, the system's "
+        "trusted CAs are used.",
+    ),
+    cfg.StrOpt(
+        "attestation_api_url",
+        default="/OpenAttestationWebServices/V1.0",
+        deprecated_opts=_old("api_url"),
+        help="URL path of the attestation API, without the trailing "
+        "'/PollHosts'. OpenAttestation 1.5 and later use "
+        "'/AttestationService/resources'.",
+    ),
+    cfg.StrOpt(
+        "attestation_auth_blob",
+        secret=True,
+        deprecated_opts=_old("auth_blob"),
+        help="Credential sent to the attestation server in the "
+        "'x-auth-blob' header. Never logged.",
+    ),
+    cfg.IntOpt(
+        "attestation_auth_timeout",
+        default=60,
+        min=0,
+        help="Seconds an attestation answer is trusted for, counted on the "
+        "scheduler's monotonic clock from the moment the answer arrived. "
+        "The server's own timestamp never extends it. 0 asks the server "
+        "on every scheduling request.",
+    ),
+    cfg.BoolOpt(
+        "attestation_insecure_ssl",
+        default=False,
+        help="Skip verification of the attestation server's TLS "
+        "certificate. Only for labs: anyone on the path can then forge "
+        "trust answers.",
+    ),
+]
+
+_new_opts = [
+    cfg.StrOpt(
+        "backend",
+        default="oat",
+        help="Attestation service to ask, by the name of a plugin in the "
+        "'trustpool.attestation.backends' entry point group: 'oat' "
+        "(OpenAttestation, Mt. Wilson / OpenCIT PollHosts API), 'keylime' "
+        "or 'file' where installed.",
+    ),
+    cfg.StrOpt(
+        "attestation_scheme",
+        default="https",
+        choices=[
+            ("https", "TLS, verified unless attestation_insecure_ssl is set"),
+            ("http", "plain text: answers can be forged on the network"),
+        ],
+        help="URL scheme used to reach the attestation server.",
+    ),
+    cfg.FloatOpt(
+        "connect_timeout",
+        default=3.0,
+        min=0.001,
+        help="Seconds to wait for the TCP and TLS connection to the "
+        "attestation server. Keeps the scheduler from hanging on a dead "
+        "server.",
+    ),
+    cfg.FloatOpt(
+        "read_timeout",
+        default=10.0,
+        min=0.001,
+        help="Seconds allowed for the whole answer to arrive once "
+        "connected; a server that drips its answer is cut off at this "
+        "deadline.",
+    ),
+    cfg.StrOpt(
+        "client_cert_file",
+        help="PEM client certificate presented to the attestation server "
+        "for mutual TLS.",
+    ),
+    cfg.StrOpt(
+        "client_key_file",
+        help="PEM private key of client_cert_file, when the certificate "
+        "file does not contain it. Never logged.",
+    ),
+    cfg.StrOpt(
+        "host_attribute",
+        default="nodename",
+        choices=[
+            ("nodename", "the hypervisor host name, as the old in-tree "
+             "filter used"),
+            ("host", "the nova-compute service host name"),
+        ],
+        help="Which name of a compute host is sent to the attestation "
+        "service.",
+    ),
+    cfg.IntOpt(
+        "max_report_age",
+        default=0,
+        min=0,
+        help="When set, a host whose last attestation, by the server's own "
+        "timestamp, is older than this many seconds (or this far in the "
+        "future) counts as 'unknown'. 0 turns the check off.",
+    ),
+    cfg.FloatOpt(
+        "failure_retry_interval",
+        default=10.0,
+        min=0,
+        help="Seconds a failed poll of the attestation service is "
+        "remembered. In that window, hosts that need a fresh answer count "
+        "as 'unknown' at once instead of every request waiting on a dead "
+        "server again.",
+    ),
+    cfg.IntOpt(
+        "max_response_bytes",
+        default=64 * 1024 * 1024,
+        min=1024,
+        help="Largest attestation answer read, in bytes; a larger one is "
+        "refused.",
+    ),
+]
+
+_ALL_OPTS = _legacy_opts + _new_opts
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the ``[trusted_computing]`` options on ``conf``.
+
+    Safe to call more than once on the same object.
+    """
+    conf.register_group(_group)
+    conf.register_opts(_ALL_OPTS, group=_group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    """Options for ``oslo-config-generator --namespace trustpool``."""
+    from trustpool.attestation.backends import backend_opts
+
+    return [(_group, list(_ALL_OPTS))] + backend_opts()
+
+
+def validate(conf: cfg.ConfigOpts, check_files: bool = True) -> None:
+    """Read every option once so bad values fail at start-up, not later.
+
+    oslo.config checks types lazily, at first access; doing all the
+    accesses here turns a typo in nova.conf into one clear error when the
+    scheduler starts, naming the option and the file it came from, instead
+    of a failure in the middle of a scheduling request.
+
+    :raises ConfigurationError: on a value that cannot work.
+    """
+    group = conf[GROUP]
+    for opt in _ALL_OPTS:
+        try:
+            getattr(group, opt.dest)
+        except (cfg.ConfigFileValueError, ValueError) as exc:
+            raise ConfigurationError(opt.dest, str(exc)) from exc
+    if group.client_key_file and not group.client_cert_file:
+        raise ConfigurationError(
+            "client_key_file", "is set but client_cert_file is not")
+    if check_files:
+        for name in ("attestation_server_ca_file", "client_cert_file",
+                     "client_key_file"):
+            path = getattr(group, name)
+            if path and not os.access(path, os.R_OK):
+                raise ConfigurationError(name, f"cannot read file {path!r}")
