@@ -26,12 +26,18 @@ __all__ = [
 
 GROUP = "trusted_computing"
 
-_group = cfg.OptGroup(
-    name=GROUP,
-    title="Trusted compute pools",
-    help="How the TrustedFilter reaches the attestation service that says "
-    "which compute hosts booted into a known-good, measured state.",
-)
+
+
+def _make_group() -> cfg.OptGroup:
+    # A new OptGroup each time: oslo.config keeps overrides and values on
+    # the OptGroup object, so sharing one between ConfigOpts objects would
+    # leak settings from one to the other.
+    return cfg.OptGroup(
+        name=GROUP,
+        title="Trusted compute pools",
+        help="How the TrustedFilter reaches the attestation service that "
+        "says which compute hosts booted into a known-good, measured state.",
+    )
 
 
 def _old(name: str) -> list[cfg.DeprecatedOpt]:
@@ -182,15 +188,16 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
     Safe to call more than once on the same object.
     """
-    conf.register_group(_group)
-    conf.register_opts(_ALL_OPTS, group=_group)
+    if GROUP not in conf:
+        conf.register_group(_make_group())
+    conf.register_opts(_ALL_OPTS, group=GROUP)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     """Options for ``oslo-config-generator --namespace trustpool``."""
     from trustpool.attestation.backends import backend_opts
 
-    return [(_group, list(_ALL_OPTS))] + backend_opts()
+    return [(_make_group(), list(_ALL_OPTS))] + backend_opts()
 
 
 def validate(conf: cfg.ConfigOpts, check_files: bool = True) -> None:

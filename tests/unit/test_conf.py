@@ -163,3 +163,14 @@ def test_sample_generator_prints_every_option():
         for opt in opts:
             assert f"#{opt.dest} = " in out, opt.dest
     assert "Deprecated group/name - [trusted_computing]/auth_blob" in out
+
+
+def test_two_configurations_do_not_share_values():
+    from oslo_config import cfg
+    first, second = cfg.ConfigOpts(), cfg.ConfigOpts()
+    for c in (first, second):
+        tp_conf.register_opts(c)
+        tp_conf.register_opts(c)  # twice is harmless
+        c([], default_config_files=[])
+    first.set_override("attestation_auth_blob", "x", "trusted_computing")
+    assert second.trusted_computing.attestation_auth_blob is None

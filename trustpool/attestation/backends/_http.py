@@ -49,9 +49,6 @@ class JsonClient:
         self._session = requests.Session()
         self._session.verify = settings.verify
         self._session.cert = settings.cert()
-        # Answers must come from the server we named: a redirect elsewhere
-        # would hand the trust decision to another host.
-        self._session.max_redirects = 0
         # Proxies from the environment would also put another host in the
         # trust path; the attestation server is reached directly.
         self._session.trust_env = False
@@ -74,6 +71,8 @@ class JsonClient:
         try:
             response = self._session.request(
                 method, url, headers=headers, json=body, stream=True,
+                # Answers must come from the server we named: a redirect
+                # would hand the trust decision to another host.
                 allow_redirects=False,
                 timeout=(settings.connect_timeout, settings.read_timeout))
         except requests.exceptions.SSLError as exc:

@@ -1,0 +1,323 @@
+"""The client's time rules: TTL, negative cache, single-flight, failures.
+
+The backend here is a scripted one (the HTTP side has its own tests); the
+clock is a hand-moved one so expiry is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+
+import pytest
+
+from trustpool.attestation import (
+    AttestationBackend,
+    AttestationClient,
+    AttestationError,
+    HostReport,
+    TrustLevel,
+)
+
+T, U, K = TrustLevel.TRUSTED, TrustLevel.UNTRUSTED, TrustLevel.UNKNOWN
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedBackend(AttestationBackend):
+    """Answers from ``table``; records every call."""
+
+    name = "scripted"
+
+    def __init__(self, table=None, clock=None):
+        super().__init__(conf=None)
+        self.table = dict(table or {})
+        self.calls: list[list[str]] = []
+        self.error: Exception | None = None
+        self.clock = clock
+        self.takes = 0.0
+        self.vtime = None
+        self.extra: dict[str, HostReport] = {}
+
+    def attest(self, hostnames):
+        self.calls.append(list(hostnames))
+        if self.clock is not None:
+            self.clock.advance(self.takes)
+        if self.error is not None:
+            raise self.error
+        reports = {n: HostReport(n, self.table[n], self.name, "scripted",
+                                 self.vtime)
+                   for n in hostnames if n in self.table}
+        reports.update(self.extra)
+        return reports
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def make(backend, clock, **kw):
+    kw.setdefault("ttl", 60)
+    kw.setdefault("failure_retry_interval", 10)
+    return AttestationClient(backend, clock=clock, **kw)
+
+
+def levels(reports):
+    return {n: r.level for n, r in reports.items()}
+
+
+def test_one_batch_then_cached_until_ttl(clock):
+    backend = ScriptedBackend({"a": T, "b": U, "c": K})
+    client = make(backend, clock)
+    assert levels(client.levels(["a", "b", "c"])) == {"a": T, "b": U, "c": K}
+    assert backend.calls == [["a", "b", "c"]]
+    clock.advance(59.9)
+    assert levels(client.levels(["c", "a", "b"])) == {"a": T, "b": U, "c": K}
+    assert len(backend.calls) == 1
+    clock.advance(0.2)
+    backend.table["a"] = U
+    assert client.level("a").level is U
+    assert backend.calls[1] == ["a"]
+
+
+def test_ttl_counts_from_when_the_answer_arrived(clock):
+    backend = ScriptedBackend({"a": T}, clock=clock)
+    backend.takes = 30  # a slow server
+    client = make(backend, clock)
+    client.levels(["a"])
+    clock.advance(50)  # 80 s after the request left, 50 s after the answer
+    client.levels(["a"])
+    assert len(backend.calls) == 1
+    clock.advance(11)
+    client.levels(["a"])
+    assert len(backend.calls) == 2
+
+
+def test_only_stale_or_missing_names_are_asked(clock):
+    backend = ScriptedBackend({"a": T, "b": T, "c": T})
+    client = make(backend, clock)
+    client.levels(["a"])
+    clock.advance(30)
+    client.levels(["b"])
+    clock.advance(31)  # a is stale now, b is not
+    client.levels(["a", "b", "c"])
+    assert backend.calls == [["a"], ["b"], ["a", "c"]]
+
+
+def test_names_are_deduplicated(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    assert set(client.levels(["a", "a", "b", "a"])) == {"a", "b"}
+    assert backend.calls == [["a", "b"]]
+
+
+def test_unmentioned_hosts_are_cached_as_unknown(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    names = ["a"] + [f"ghost{i}" for i in range(100)]
+    for _ in range(100):
+        reports = client.levels(names)
+    assert len(backend.calls) == 1
+    assert reports["ghost7"].level is K
+    assert "did not mention" in reports["ghost7"].reason
+
+
+def test_ttl_zero_asks_every_time(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock, ttl=0)
+    client.levels(["a"])
+    client.levels(["a"])
+    assert len(backend.calls) == 2
+
+
+def test_failure_is_unknown_logged_once_and_remembered(clock, caplog):
+    caplog.set_level(logging.WARNING, "trustpool")
+    backend = ScriptedBackend({"a": T, "b": T})
+    backend.error = AttestationError("server on fire")
+    client = make(backend, clock, failure_retry_interval=10)
+    reports = client.levels(["a", "b"])
+    assert levels(reports) == {"a": K, "b": K}
+    assert "server on fire" in reports["a"].reason
+    for _ in range(5):
+        clock.advance(1.5)
+        assert client.level("a").level is K
+    assert len(backend.calls) == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "server on fire" in warnings[0].getMessage()
+    backend.error = None
+    clock.advance(3)  # 10.5 s after the failure
+    assert client.level("a").level is T
+    assert len(backend.calls) == 2
+    assert client.stats.failures == 1
+
+
+def test_failure_never_serves_expired_trust(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    assert client.level("a").level is T
+    clock.advance(61)
+    backend.error = AttestationError("down")
+    assert client.level("a").level is K
+
+
+def test_unexpected_backend_exception_fails_closed(clock):
+    backend = ScriptedBackend({"a": T})
+    backend.error = KeyError("bug in a plugin")
+    client = make(backend, clock)
+    report = client.level("a")
+    assert report.level is K
+    assert "KeyError" in report.reason
+
+
+def test_backend_answering_for_other_hosts_fails_closed(clock):
+    backend = ScriptedBackend({"a": T})
+    backend.extra = {"z": HostReport("z", T, "scripted", "spoof")}
+    client = make(backend, clock)
+    reports = client.levels(["a"])
+    assert reports["a"].level is K
+    assert "'z'" in reports["a"].reason
+    assert "z" not in reports
+
+
+def test_batches_are_split_only_for_backends_that_must(clock):
+    backend = ScriptedBackend({n: T for n in "abcde"})
+    backend.max_batch = 2
+    client = make(backend, clock)
+    assert levels(client.levels(list("abcde"))) == {n: T for n in "abcde"}
+    assert backend.calls == [["a", "b"], ["c", "d"], ["e"]]
+
+
+def test_single_flight_with_real_threads(clock):
+    gate = threading.Event()
+    entered = threading.Event()
+
+    class Slow(ScriptedBackend):
+        def attest(self, hostnames):
+            entered.set()
+            gate.wait(10)
+            return super().attest(hostnames)
+
+    backend = Slow({f"h{i}": T for i in range(50)})
+    client = make(backend, clock)
+    names = list(backend.table)
+    results = []
+
+    def worker():
+        results.append(levels(client.levels(names)))
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    threads[0].start()
+    assert entered.wait(5)
+    for t in threads[1:]:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(results) == 16
+    assert all(r == {n: T for n in names} for r in results)
+    assert len(backend.calls) == 1
+
+
+def test_threads_wait_on_one_failing_call_only(clock):
+    gate = threading.Event()
+    entered = threading.Event()
+
+    class Dead(ScriptedBackend):
+        def attest(self, hostnames):
+            self.calls.append(list(hostnames))
+            entered.set()
+            gate.wait(10)
+            raise AttestationError("timed out")
+
+    backend = Dead()
+    client = make(backend, clock)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(
+        client.level("a").level)) for _ in range(8)]
+    threads[0].start()
+    assert entered.wait(5)
+    for t in threads[1:]:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert out == [K] * 8
+    assert len(backend.calls) == 1
+
+
+def _utc(seconds_ago: float, wall: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(wall - seconds_ago,
+                                           datetime.timezone.utc)
+
+
+@pytest.mark.parametrize(("seconds_ago", "expected", "needle"), [
+    (10, T, "scripted"),
+    (299, T, "scripted"),
+    (301, K, "stale"),
+    (-200, T, "scripted"),   # small skew is tolerated
+    (-400, K, "ahead"),
+])
+def test_max_report_age(clock, seconds_ago, expected, needle):
+    wall = 2_000_000_000.0
+    backend = ScriptedBackend({"a": T})
+    backend.vtime = _utc(seconds_ago, wall)
+    client = make(backend, clock, max_report_age=300,
+                  wall_clock=lambda: wall)
+    report = client.level("a")
+    assert report.level is expected
+    assert needle in report.reason
+
+
+def test_report_ages_while_cached(clock):
+    wall = [2_000_000_000.0]
+    backend = ScriptedBackend({"a": T})
+    backend.vtime = _utc(0, wall[0])
+    client = make(backend, clock, ttl=600, max_report_age=60,
+                  wall_clock=lambda: wall[0])
+    assert client.level("a").level is T
+    wall[0] += 61
+    clock.advance(61)
+    assert client.level("a").level is K
+    assert len(backend.calls) == 1
+
+
+def test_server_time_never_extends_trust(clock):
+    backend = ScriptedBackend({"a": T})
+    backend.vtime = _utc(-10 ** 6, 2_000_000_000.0)  # far in the future
+    client = make(backend, clock, ttl=60)
+    client.level("a")
+    clock.advance(61)
+    backend.table["a"] = U
+    assert client.level("a").level is U
+
+
+def test_attest_uncached_raises_and_leaves_cache_alone(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    assert client.attest_uncached(["a", "b"])["b"].level is K
+    client.levels(["a"])
+    assert len(backend.calls) == 2
+    backend.error = AttestationError("down")
+    with pytest.raises(AttestationError):
+        client.attest_uncached(["a"])
+
+
+def test_invalidate_forgets_answers_and_failures(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    client.level("a")
+    client.invalidate()
+    client.level("a")
+    assert len(backend.calls) == 2
