@@ -8,6 +8,7 @@ import pytest
 from oslo_config import cfg
 
 from trustpool import conf as tp_conf
+
 from tests.support.oat_server import OATServer
 from tests.support.pki import CA
 

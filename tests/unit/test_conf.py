@@ -11,6 +11,7 @@ import pytest
 from trustpool import conf as tp_conf
 from trustpool.attestation import AttestationClient
 from trustpool.exceptions import ConfigurationError
+
 from tests.support.config import load_conf
 
 LEGACY_NAMES = ["attestation_server", "attestation_port",

@@ -115,9 +115,7 @@ class JsonClient:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AttestationError(
-                        f"{url} did not finish its answer within "
-                        f"{self.settings.connect_timeout + self.settings.read_timeout:g}s")
+                    raise AttestationError(self._late(url))
                 if sock is not None:
                     sock.settimeout(min(remaining, self.settings.read_timeout))
                 chunk = response.raw.read1(_CHUNK, decode_content=True)
@@ -133,12 +131,20 @@ class JsonClient:
             raise
         except Exception as exc:  # noqa: BLE001 - urllib3 has many types
             if _is_timeout(exc):
+                if time.monotonic() >= deadline - 0.05:
+                    raise AttestationError(self._late(url)) from None
                 raise AttestationError(
-                    f"timed out reading the answer of {url}") from None
+                    f"{url} sent nothing for {self.settings.read_timeout:g}s "
+                    f"(read_timeout)") from None
             raise AttestationError(
                 f"connection broke while reading the answer of {url}: "
                 f"{_root_cause(exc)}") from None
         return b"".join(parts)
+
+    def _late(self, url: str) -> str:
+        budget = self.settings.connect_timeout + self.settings.read_timeout
+        return (f"{url} did not finish its answer within {budget:g}s "
+                f"(connect_timeout + read_timeout)")
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:

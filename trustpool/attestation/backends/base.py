@@ -75,5 +75,5 @@ class AttestationBackend(abc.ABC):
         """Where this backend asks, for logs (no credentials)."""
         return self.name
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional, nothing by default
         """Release connections; the backend is not used afterwards."""

@@ -7,6 +7,7 @@ One ``POST .../PollHosts`` with every host of the batch; the answer is
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from trustpool.conf import GROUP
 from trustpool.exceptions import AttestationError, ConfigurationError
 
 __all__ = ["OATBackend", "parse_poll_hosts"]
+
+LOG = logging.getLogger(__name__)
 
 _LEVELS = {
     "trusted": TrustLevel.TRUSTED,
@@ -73,6 +76,14 @@ class OATBackend(AttestationBackend):
         if group.attestation_auth_blob:
             self._headers["x-auth-blob"] = group.attestation_auth_blob
         self._http = JsonClient(http_settings(conf))
+        if group.attestation_scheme == "http":
+            LOG.warning("Attestation answers from %s travel in plain text "
+                        "(attestation_scheme = http): anyone on the network "
+                        "path can forge them.", self.url)
+        elif group.attestation_insecure_ssl:
+            LOG.warning("TLS verification of %s is off "
+                        "(attestation_insecure_ssl = True): anyone on the "
+                        "network path can forge trust answers.", self.url)
 
     def describe(self) -> str:
         return f"oat {self.url}"

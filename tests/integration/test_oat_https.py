@@ -1,0 +1,250 @@
+"""The oat backend against a real HTTPS PollHosts server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+
+import pytest
+
+from trustpool.attestation import AttestationClient, TrustLevel
+
+from tests.support.config import point_at
+from tests.support.oat_server import OATServer, Response
+
+SECRET = "blob-that-must-not-leak"
+
+
+def client_for(conf, server, ca_file, **overrides):
+    point_at(conf, server, ca_file, **overrides)
+    return AttestationClient.from_config(conf)
+
+
+def test_verified_with_the_right_ca(conf, pki, oat_server):
+    oat_server.levels = {"n1": "trusted", "n2": "untrusted", "n3": "unknown"}
+    client = client_for(conf, oat_server, pki["ca"].cert_path)
+    reports = client.levels(["n1", "n2", "n3", "n4"])
+    assert {n: r.level for n, r in reports.items()} == {
+        "n1": TrustLevel.TRUSTED, "n2": TrustLevel.UNTRUSTED,
+        "n3": TrustLevel.UNKNOWN, "n4": TrustLevel.UNKNOWN}
+    assert reports["n1"].vtime is not None
+    assert oat_server.polls() == 1
+    assert oat_server.requests[0].body == {"count": 4, "hosts":
+                                           ["n1", "n2", "n3", "n4"]}
+
+
+def test_auth_blob_is_sent_and_never_logged(conf, pki, oat_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    oat_server.levels = {"n1": "trusted"}
+    client = client_for(conf, oat_server, pki["ca"].cert_path,
+                        attestation_auth_blob=SECRET)
+    assert client.level("n1").level is TrustLevel.TRUSTED
+    assert oat_server.requests[0].headers["x-auth-blob"] == SECRET
+    oat_server.responder = lambda r: Response(401, json.dumps(
+        {"error": f"bad blob {SECRET}"}).encode())
+    client.invalidate()
+    assert client.level("n1").level is TrustLevel.UNKNOWN
+    assert "HTTP 401" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(("server_cert", "ca", "needle"), [
+    ("server", "other_ca", "TLS failure"),
+    ("expired_server", "ca", "TLS failure"),
+    ("wrong_name_server", "ca", "TLS failure"),
+    ("server", None, "TLS failure"),  # system CAs do not know ours
+])
+def test_tls_failures_fail_closed(conf, pki, server_cert, ca, needle):
+    server = OATServer(pki[server_cert].cert, pki[server_cert].key,
+                       levels={"n1": "trusted"}).start()
+    try:
+        ca_file = pki[ca].cert_path if ca else None
+        client = client_for(conf, server, ca_file)
+        report = client.level("n1")
+    finally:
+        server.stop()
+    assert report.level is TrustLevel.UNKNOWN
+    assert needle in report.reason
+    assert server.polls() == 0  # nothing was sent over a bad channel
+
+
+def test_insecure_switch_skips_verification(conf, pki):
+    server = OATServer(pki["server"].cert, pki["server"].key,
+                       levels={"n1": "trusted"}).start()
+    try:
+        client = client_for(conf, server, pki["other_ca"].cert_path,
+                            attestation_insecure_ssl=True)
+        assert client.level("n1").level is TrustLevel.TRUSTED
+    finally:
+        server.stop()
+
+
+def test_plain_http_only_when_named(conf, pki):
+    plain = OATServer(None, None, levels={"n1": "trusted"}).start()
+    try:
+        # https expected, plain http answers: the handshake fails.
+        point_at(conf, plain, pki["ca"].cert_path)
+        conf.set_override("attestation_scheme", "https", "trusted_computing")
+        client = AttestationClient.from_config(conf)
+        assert client.level("n1").level is TrustLevel.UNKNOWN
+        conf.set_override("attestation_scheme", "http", "trusted_computing")
+        client = AttestationClient.from_config(conf)
+        assert client.level("n1").level is TrustLevel.TRUSTED
+    finally:
+        plain.stop()
+
+
+def test_client_certificate_presented_and_required(conf, pki):
+    server = OATServer(pki["server"].cert, pki["server"].key,
+                       client_ca=pki["ca"].cert_path,
+                       levels={"n1": "trusted"}).start()
+    try:
+        without = client_for(conf, server, pki["ca"].cert_path)
+        report = without.level("n1")
+        assert report.level is TrustLevel.UNKNOWN
+
+        rogue = client_for(conf, server, pki["ca"].cert_path,
+                           client_cert_file=str(pki["rogue_client"].cert),
+                           client_key_file=str(pki["rogue_client"].key))
+        assert rogue.level("n1").level is TrustLevel.UNKNOWN
+
+        good = client_for(conf, server, pki["ca"].cert_path,
+                          client_cert_file=str(pki["client"].cert),
+                          client_key_file=str(pki["client"].key))
+        assert good.level("n1").level is TrustLevel.TRUSTED
+    finally:
+        server.stop()
+    assert server.polls() == 1
+    subject = dict(x[0] for x in server.requests[0].client_cert["subject"])
+    assert subject["commonName"] == "nova-scheduler"
+
+
+def test_key_material_never_logged(conf, pki, caplog):
+    caplog.set_level(logging.DEBUG)
+    server = OATServer(pki["server"].cert, pki["server"].key,
+                       client_ca=pki["ca"].cert_path).start()
+    try:
+        client = client_for(conf, server, pki["ca"].cert_path,
+                            client_cert_file=str(pki["rogue_client"].cert),
+                            client_key_file=str(pki["rogue_client"].key))
+        client.level("n1")
+    finally:
+        server.stop()
+    assert "attestation" in caplog.text.lower()
+    key_body = pki["rogue_client"].key_pem.decode().splitlines()[1]
+    cert_body = pki["rogue_client"].pem.decode().splitlines()[1]
+    assert key_body not in caplog.text
+    assert cert_body not in caplog.text
+
+
+def test_refused_connection_fails_fast(conf, pki):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    point_at(conf, type("S", (), {"port": port, "scheme": "https",
+                                  "api_url": "/x"})(), pki["ca"].cert_path)
+    client = AttestationClient.from_config(conf)
+    report = client.level("n1")
+    assert report.level is TrustLevel.UNKNOWN
+    assert "cannot reach" in report.reason
+
+
+def test_dripping_server_is_cut_at_the_deadline(conf, pki):
+    server = OATServer(pki["server"].cert, pki["server"].key).start()
+    stop = threading.Event()
+
+    class Dripper(server.handler_class):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b'{"hosts": [')
+            while not stop.is_set():
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                stop.wait(0.2)  # each read succeeds within read_timeout
+
+    server._httpd.RequestHandlerClass = Dripper
+    try:
+        client = client_for(conf, server, pki["ca"].cert_path,
+                            connect_timeout=0.5, read_timeout=1.0)
+        start = time.monotonic()
+        report = client.level("n1")
+        elapsed = time.monotonic() - start
+    finally:
+        stop.set()
+        server.stop()
+    assert report.level is TrustLevel.UNKNOWN
+    assert "did not finish" in report.reason
+    assert elapsed < 1.5 + 1.0  # deadline plus scheduling slack
+
+
+def test_reset_mid_body_fails_closed(conf, pki):
+    server = OATServer(pki["server"].cert, pki["server"].key).start()
+
+    class Resetter(server.handler_class):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "5000")
+            self.end_headers()
+            self.wfile.write(b'{"hosts": [{"host_name": "n1", "trust_lvl"')
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.close()
+            self.close_connection = True
+
+    server._httpd.RequestHandlerClass = Resetter
+    try:
+        client = client_for(conf, server, pki["ca"].cert_path)
+        report = client.level("n1")
+    finally:
+        server.stop()
+    assert report.level is TrustLevel.UNKNOWN
+    assert "attestation failed" in report.reason
+
+
+def test_huge_body_is_refused_without_reading_it_all(conf, pki):
+    server = OATServer(pki["server"].cert, pki["server"].key).start()
+    filler = b" " * (1024 * 1024)
+
+    class Flood(server.handler_class):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for _ in range(60):  # 60 MB, no Content-Length
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(filler), filler))
+            except OSError:
+                pass
+
+    server._httpd.RequestHandlerClass = Flood
+    try:
+        client = client_for(conf, server, pki["ca"].cert_path,
+                            max_response_bytes=4 * 1024 * 1024)
+        report = client.level("n1")
+    finally:
+        server.stop()
+    assert report.level is TrustLevel.UNKNOWN
+    assert "max_response_bytes" in report.reason
+
+
+def test_oat_1_5_path_and_port(conf, pki):
+    server = OATServer(pki["server"].cert, pki["server"].key,
+                       api_url="/AttestationService/resources",
+                       levels={"n1": "TRUSTED"}).start()
+    try:
+        client = client_for(conf, server, pki["ca"].cert_path)
+        assert client.level("n1").level is TrustLevel.TRUSTED
+    finally:
+        server.stop()
+    assert server.requests[0].path == "/AttestationService/resources/PollHosts"
