@@ -1,4 +1,9 @@
-"""Fixtures shared by every tier: a fresh config and a throwaway PKI."""
+"""pytest fixtures shared by the tiers: a fresh config, a throwaway PKI.
+
+Not a root conftest on purpose: the real-Nova tier must monkey-patch
+before requests/urllib3 are imported, so each tier's conftest imports
+these fixtures itself (tests/nova imports Nova first).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,150 @@
+"""Nova's own HostManager loading TrustedFilter by class path."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+from nova import objects, test
+from nova.scheduler import host_manager
+from nova.tests.unit.scheduler import fakes
+from oslo_utils.fixture import uuidsentinel as uuids
+
+from trustpool.filter import TrustedFilter
+
+from tests.nova.base import TrustpoolNovaMixin
+
+LEVELS = {"node-trusted": "trusted", "node-untrusted": "untrusted",
+          "node-unknown": "unknown"}
+NODES = [*LEVELS, "node-missing"]
+
+
+def request(trust: str | None = None, **kw) -> objects.RequestSpec:
+    extra_specs = {} if trust is None else {"trust:trusted_host": trust}
+    flavor = objects.Flavor(name=f"flavor-{trust}", extra_specs=extra_specs,
+                            memory_mb=512, vcpus=1, root_gb=1,
+                            ephemeral_gb=0, swap=0)
+    kw.setdefault("instance_uuid", uuids.instance)
+    return objects.RequestSpec(ignore_hosts=[], force_hosts=[],
+                               force_nodes=[], flavor=flavor, **kw)
+
+
+def hosts(nodes) -> list:
+    return [fakes.FakeHostState(f"compute-{i}", node, {})
+            for i, node in enumerate(nodes)]
+
+
+@mock.patch.object(host_manager.HostManager, "_init_instance_info",
+                   new=mock.Mock())
+@mock.patch.object(host_manager.HostManager, "_init_aggregates",
+                   new=mock.Mock())
+class HostManagerTest(TrustpoolNovaMixin, test.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.setup_trustpool(LEVELS, enabled=("AllHostsFilter",
+                                              "TrustedFilter"))
+        self.manager = host_manager.HostManager()
+        self.hosts = hosts(NODES)
+
+    def passing(self, spec, candidates=None):
+        result = self.manager.get_filtered_hosts(
+            candidates if candidates is not None else self.hosts, spec)
+        return sorted(h.nodename for h in result)
+
+    def test_filter_is_loaded_by_class_path(self):
+        names = [type(f).__name__ for f in self.manager.enabled_filters]
+        self.assertEqual(["AllHostsFilter", "TrustedFilter"], names)
+        self.assertIsInstance(self.manager.enabled_filters[1], TrustedFilter)
+
+    def test_exact_match_for_every_level(self):
+        self.assertEqual(["node-trusted"], self.passing(request("trusted")))
+        self.assertEqual(["node-untrusted"],
+                         self.passing(request("untrusted")))
+        self.assertEqual(["node-missing", "node-unknown"],
+                         self.passing(request("unknown")))
+        self.assertEqual(1, self.oat.polls())  # one batch, then the cache
+
+    def test_no_spec_passes_everything_without_asking(self):
+        self.assertEqual(sorted(NODES), self.passing(request()))
+        self.assertEqual(0, self.oat.polls())
+
+    def test_one_request_for_a_hundred_hosts_and_none_within_ttl(self):
+        nodes = [f"node{i:03d}" for i in range(100)]
+        self.oat.levels = {n: "trusted" for n in nodes[::2]}
+        many = hosts(nodes)
+        self.assertEqual(sorted(nodes[::2]),
+                         self.passing(request("trusted"), many))
+        self.assertEqual(1, self.oat.polls())
+        self.assertEqual(sorted(nodes), sorted(
+            self.oat.requests[0].body["hosts"]))
+        self.assertEqual(100, self.oat.requests[0].body["count"])
+        self.passing(request("trusted"), many)
+        self.passing(request("untrusted"), many)
+        self.assertEqual(1, self.oat.polls())
+
+    def test_rejections_are_logged_with_host_wanted_found_and_reason(self):
+        self.passing(request("trusted"))
+        log = self.trust_log.output
+        self.assertIn("TrustedFilter rejects node-untrusted: wanted trusted, "
+                      "found untrusted (attestation server says "
+                      "'untrusted')", log)
+        self.assertIn("TrustedFilter rejects node-missing: wanted trusted, "
+                      "found unknown (the attestation service did not "
+                      "mention this host)", log)
+        self.assertNotIn("rejects node-trusted", log)
+
+    def test_invalid_value_rejects_all_and_is_logged_once(self):
+        for _ in range(3):
+            self.assertEqual([], self.passing(request("trustd")))
+        self.assertEqual(0, self.oat.polls())
+        self.assertEqual(1, self.trust_log.output.count("'trustd'"))
+
+    def test_server_down_rejects_trusted_but_not_plain_flavors(self):
+        self.oat.stop()
+        self.assertEqual([], self.passing(request("trusted")))
+        self.assertEqual(sorted(NODES), self.passing(request()))
+        self.assertEqual([], self.passing(request("trusted")))
+        self.assertEqual(1, self.trust_log.output.count("WARNING"))
+
+    def test_rebuild_does_not_ask(self):
+        spec = request("trusted", scheduler_hints={
+            "_nova_check_type": ["rebuild"]})
+        self.assertEqual(sorted(NODES), self.passing(spec))
+        self.assertEqual(0, self.oat.polls())
+
+    def test_host_attribute_host(self):
+        self.flags(group="trusted_computing", host_attribute="host")
+        self.oat.levels = {"compute-1": "trusted"}
+        manager = host_manager.HostManager()
+        result = manager.get_filtered_hosts(self.hosts, request("trusted"))
+        self.assertEqual(["compute-1"], [h.host for h in result])
+        self.assertEqual(sorted(h.host for h in self.hosts),
+                         sorted(self.oat.requests[0].body["hosts"]))
+
+    def test_ttl_expiry_asks_again(self):
+        self.flags(group="trusted_computing", attestation_auth_timeout=0)
+        manager = host_manager.HostManager()
+        manager.get_filtered_hosts(self.hosts, request("trusted"))
+        self.oat.levels["node-trusted"] = "untrusted"
+        result = manager.get_filtered_hosts(self.hosts, request("trusted"))
+        self.assertEqual([], list(result))
+        self.assertEqual(2, self.oat.polls())
+
+    def test_second_instance_of_a_request_is_filtered_too(self):
+        spec = request("trusted")
+        for index in range(3):
+            result = self.manager.get_filtered_hosts(self.hosts, spec,
+                                                     index=index)
+            self.assertEqual(["node-trusted"],
+                             sorted(h.nodename for h in result))
+
+
+class BadConfigTest(TrustpoolNovaMixin, test.NoDBTestCase):
+
+    def test_bad_option_stops_the_scheduler_at_start_up(self):
+        self.setup_trustpool(LEVELS)
+        self.flags(group="trusted_computing", backend="no-such-backend")
+        from trustpool.exceptions import ConfigurationError
+        with self.assertRaises(ConfigurationError) as err:
+            TrustedFilter()
+        self.assertIn("[trusted_computing] backend", str(err.exception))

@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: Apache-2.0
+"""TrustedFilter: only hosts the attestation service vouches for.
+
+Enable it in nova.conf::
+
+    [filter_scheduler]
+    available_filters = nova.scheduler.filters.all_filters
+    available_filters = trustpool.filter.TrustedFilter
+    enabled_filters = ...,TrustedFilter
+
+A flavor asks for a trust level with the ``trust:trusted_host`` extra spec
+(``trusted``, ``untrusted`` or ``unknown``); a host passes when the
+attestation service's current answer for it is exactly that level. Flavors
+without the extra spec are not affected and cause no attestation traffic.
+
+This module and :mod:`trustpool.extra_specs` are the only ones that import
+Nova.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from nova import conf as nova_conf
+from nova.scheduler import filters
+from nova.scheduler import utils as scheduler_utils
+from oslo_config import cfg
+from oslo_log import log as oslo_logging
+
+from trustpool import conf as tp_conf
+from trustpool.attestation import AttestationClient, HostReport, TrustLevel
+
+__all__ = ["EXTRA_SPEC", "TrustedFilter"]
+
+LOG = oslo_logging.getLogger(__name__)
+
+#: The flavor extra spec the filter reads; the same key as Nova's old filter.
+EXTRA_SPEC = "trust:trusted_host"
+_VALID = frozenset(level.value for level in TrustLevel)
+_MAX_BAD_VALUES_REMEMBERED = 64
+
+
+class TrustedFilter(filters.BaseHostFilter):
+    """Pass hosts whose attested trust level is the one the flavor asks for.
+
+    One instance lives as long as the scheduler, so the attestation client
+    (and its cache) is built once, in the constructor, from Nova's CONF with
+    trustpool's options registered on it. A bad option therefore stops the
+    scheduler at start-up with the option's name, rather than failing
+    requests later.
+    """
+
+    # A rebuild keeps the instance on its host; whether that host is still
+    # trusted is a question for the operator's drift report, not for a
+    # rebuild (as with Nova's other host-checking filters).
+    RUN_ON_REBUILD = False
+
+    def __init__(self, conf: cfg.ConfigOpts | None = None,
+                 client: AttestationClient | None = None) -> None:
+        super().__init__()
+        conf = nova_conf.CONF if conf is None else conf
+        self._client = client or AttestationClient.from_config(conf)
+        tp_conf.register_opts(conf)
+        self._host_attribute = conf[tp_conf.GROUP].host_attribute
+        self._bad_values_logged: set[str] = set()
+
+    @property
+    def client(self) -> AttestationClient:
+        """The attestation client; shared by every request of the filter."""
+        return self._client
+
+    def filter_all(self, filter_obj_list: Iterable[Any],
+                   spec_obj: Any) -> list[Any]:
+        """Filter every candidate host with one attestation call."""
+        hosts = list(filter_obj_list)
+        wanted = _wanted_level(spec_obj)
+        if wanted is None or not hosts:
+            return hosts
+        if not self.RUN_ON_REBUILD and \
+                scheduler_utils.request_is_rebuild(spec_obj):
+            return hosts
+        if wanted not in _VALID:
+            self._log_bad_value(wanted, spec_obj)
+            return []
+        names = [self._name_of(host) for host in hosts]
+        reports = self._client.levels(n for n in names if n)
+        debug = LOG.isEnabledFor(logging.DEBUG)
+        passed = []
+        for host, name in zip(hosts, names, strict=True):
+            report = reports.get(name) if name else None
+            if report is not None and report.level == wanted:
+                passed.append(host)
+            elif debug:
+                self._log_rejection(host, name, wanted, report)
+        return passed
+
+    def host_passes(self, host_state: Any, spec_obj: Any) -> bool:
+        """One host at a time; Nova calls :meth:`filter_all` instead."""
+        return bool(self.filter_all([host_state], spec_obj))
+
+    def _name_of(self, host_state: Any) -> str | None:
+        name = getattr(host_state, self._host_attribute, None)
+        return name if isinstance(name, str) and name else None
+
+    def _log_rejection(self, host: Any, name: str | None, wanted: str,
+                       report: HostReport | None) -> None:
+        if name is None:
+            LOG.debug("TrustedFilter rejects %(host)s: it has no "
+                      "%(attr)s to ask the attestation service about "
+                      "(wanted %(wanted)s)",
+                      {"host": host, "attr": self._host_attribute,
+                       "wanted": wanted})
+            return
+        assert report is not None  # the client answers for every name
+        LOG.debug("TrustedFilter rejects %(name)s: wanted %(wanted)s, found "
+                  "%(found)s (%(reason)s)",
+                  {"name": name, "wanted": wanted,
+                   "found": report.level.value, "reason": report.reason})
+
+    def _log_bad_value(self, wanted: str, spec_obj: Any) -> None:
+        if wanted in self._bad_values_logged:
+            return
+        if len(self._bad_values_logged) < _MAX_BAD_VALUES_REMEMBERED:
+            self._bad_values_logged.add(wanted)
+        flavor = getattr(spec_obj, "flavor", None)
+        LOG.error("TrustedFilter rejects every host for flavor %(flavor)s: "
+                  "%(spec)s=%(value)r is not one of %(valid)s",
+                  {"flavor": getattr(flavor, "name", "?"), "spec": EXTRA_SPEC,
+                   "value": wanted, "valid": ", ".join(sorted(_VALID))})
+
+
+def _wanted_level(spec_obj: Any) -> str | None:
+    flavor = getattr(spec_obj, "flavor", None)
+    if flavor is None:
+        return None
+    try:
+        extra_specs = flavor.extra_specs if "extra_specs" in flavor else {}
+    except TypeError:  # not a Nova object: a plain attribute
+        extra_specs = getattr(flavor, "extra_specs", None) or {}
+    value = extra_specs.get(EXTRA_SPEC)
+    return None if value is None else str(value)
