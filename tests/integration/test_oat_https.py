@@ -248,3 +248,24 @@ def test_oat_1_5_path_and_port(conf, pki):
     finally:
         server.stop()
     assert server.requests[0].path == "/AttestationService/resources/PollHosts"
+
+
+def test_global_connection_class_patches_do_not_touch_our_tls(
+        conf, pki, oat_server, monkeypatch):
+    """Nova's functional harness (wsgi-intercept) swaps urllib3's pool
+    connection classes for the whole process; ours must keep verifying."""
+    import urllib3
+
+    class Meddler(urllib3.connection.HTTPSConnection):
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("a process-wide patch reached trustpool")
+
+    monkeypatch.setattr(urllib3.HTTPSConnectionPool, "ConnectionCls",
+                        Meddler)
+    oat_server.levels = {"n1": "trusted"}
+    good = client_for(conf, oat_server, pki["ca"].cert_path)
+    assert good.level("n1").level is TrustLevel.TRUSTED
+    wrong = client_for(conf, oat_server, pki["other_ca"].cert_path)
+    report = wrong.level("n1")
+    assert report.level is TrustLevel.UNKNOWN
+    assert "TLS failure" in report.reason

@@ -16,6 +16,9 @@ import time
 from typing import Any
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 
 from trustpool.exceptions import AttestationError
 
@@ -41,12 +44,39 @@ class HttpSettings:
         return self.cert_file
 
 
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = urllib3.connection.HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = urllib3.connection.HTTPSConnection
+
+
+class _PinnedAdapter(requests.adapters.HTTPAdapter):
+    """An adapter on urllib3's own connection classes.
+
+    Test harnesses and instrumentation (wsgi-intercept in Nova's functional
+    tests, for one) replace ``HTTPSConnectionPool.ConnectionCls`` for the
+    whole process; the replacements can drop TLS settings. The trust
+    decision must not depend on what else is loaded in nova-scheduler, so
+    the pools here name their connection classes themselves.
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _HTTPPool, "https": _HTTPSPool}
+
+
 class JsonClient:
     """One ``requests.Session`` with TLS settings fixed at creation."""
 
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
         self._session = requests.Session()
+        adapter = _PinnedAdapter()
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
         self._session.verify = settings.verify
         self._session.cert = settings.cert()
         # Proxies from the environment would also put another host in the
