@@ -12,6 +12,7 @@ import datetime
 import http.server
 import json
 import pathlib
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class OATServer:
         self.requests: list[Request] = []
         self.responder: Responder = self.poll_hosts
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -69,6 +71,16 @@ class OATServer:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length") or 0)
@@ -144,8 +156,16 @@ class OATServer:
         return self
 
     def stop(self) -> None:
+        """Stop like a dead server: no listener, kept-alive sockets cut."""
         self._httpd.shutdown()
         self._httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(5)
 
