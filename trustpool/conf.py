@@ -11,15 +11,18 @@ passed in by the caller: the library never reads a global configuration.
 from __future__ import annotations
 
 import os
+import re
 
 from oslo_config import cfg
 
 from trustpool.exceptions import ConfigurationError
 
 __all__ = [
+    "ALL_OPTS",
     "GROUP",
     "ConfigurationError",
     "list_opts",
+    "option_problem",
     "register_opts",
     "validate",
 ]
@@ -180,7 +183,7 @@ _new_opts = [
     ),
 ]
 
-_ALL_OPTS = _legacy_opts + _new_opts
+ALL_OPTS = _legacy_opts + _new_opts
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -190,14 +193,14 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     """
     if GROUP not in conf:
         conf.register_group(_make_group())
-    conf.register_opts(_ALL_OPTS, group=GROUP)
+    conf.register_opts(ALL_OPTS, group=GROUP)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     """Options for ``oslo-config-generator --namespace trustpool``."""
     from trustpool.attestation.backends import backend_opts
 
-    return [(_make_group(), list(_ALL_OPTS))] + backend_opts()
+    return [(_make_group(), list(ALL_OPTS))] + backend_opts()
 
 
 def validate(conf: cfg.ConfigOpts, check_files: bool = True) -> None:
@@ -211,11 +214,10 @@ def validate(conf: cfg.ConfigOpts, check_files: bool = True) -> None:
     :raises ConfigurationError: on a value that cannot work.
     """
     group = conf[GROUP]
-    for opt in _ALL_OPTS:
-        try:
-            getattr(group, opt.dest)
-        except (cfg.ConfigFileValueError, ValueError) as exc:
-            raise ConfigurationError(opt.dest, str(exc)) from exc
+    for opt in ALL_OPTS:
+        problem = option_problem(conf, opt.dest)
+        if problem:
+            raise ConfigurationError(opt.dest, problem)
     if group.client_key_file and not group.client_cert_file:
         raise ConfigurationError(
             "client_key_file", "is set but client_cert_file is not")
@@ -225,3 +227,25 @@ def validate(conf: cfg.ConfigOpts, check_files: bool = True) -> None:
             path = getattr(group, name)
             if path and not os.access(path, os.R_OK):
                 raise ConfigurationError(name, f"cannot read file {path!r}")
+
+
+def option_problem(conf: cfg.ConfigOpts, name: str,
+                   group: str = GROUP) -> str | None:
+    """Why option ``name`` cannot be read, with where its value came from.
+
+    ``None`` when the value is fine. oslo.config's own message carries a
+    ``LocationInfo(...)`` repr; operators want the file name.
+    """
+    try:
+        getattr(conf[group], name)
+        return None
+    except (cfg.Error, ValueError) as exc:
+        text = str(exc)
+        reason = text.split(" is not valid: ", 1)[-1]
+        where = _DETAIL.search(text)
+        if where:
+            return f"invalid value in {where.group(1)}: {reason}"
+        return reason
+
+
+_DETAIL = re.compile(r"detail='([^']*)'")

@@ -30,18 +30,33 @@ def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
     :raises ConfigurationError: when no backend has that name, or the
         backend refuses its options.
     """
-    try:
-        manager = driver.DriverManager(NAMESPACE, name, invoke_on_load=False)
-    except NoMatches:
-        raise ConfigurationError(
-            "backend",
-            f"no attestation backend named {name!r}; installed: "
-            f"{', '.join(available_backends()) or 'none'}") from None
-    backend_cls = manager.driver
+    backend_cls = _OVERRIDES.get(name)
+    if backend_cls is None:
+        try:
+            manager = driver.DriverManager(NAMESPACE, name,
+                                           invoke_on_load=False)
+        except NoMatches:
+            raise ConfigurationError(
+                "backend",
+                f"no attestation backend named {name!r}; installed: "
+                f"{', '.join(available_backends()) or 'none'}") from None
+        backend_cls = manager.driver
     for group, opts in backend_cls.CONFIG_OPTS:
         conf.register_opts(opts, group=group)
-    backend: AttestationBackend = backend_cls(conf)
+    try:
+        backend: AttestationBackend = backend_cls(conf)
+    except (cfg.Error, ValueError) as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise ConfigurationError(
+            "backend", f"the {name!r} backend refuses its options: {exc}"
+        ) from exc
     return backend
+
+
+#: Backends registered in-process by :mod:`trustpool.fixture` for tests;
+#: looked up before the entry points so a test needs no installed plugin.
+_OVERRIDES: dict[str, type[AttestationBackend]] = {}
 
 
 def backend_opts() -> list[tuple[str, list[cfg.Opt]]]:

@@ -1,0 +1,187 @@
+"""The ``trustpool`` command, run as operators run it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.oat_server import OATServer
+
+
+def trustpool(*args, conf_path=None):
+    cmd = [sys.executable, "-m", "trustpool.cmd.main"]
+    if conf_path is not None:
+        cmd += ["--config-file", str(conf_path)]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True,
+                          timeout=60)
+
+
+def write_conf(tmp_path, text):
+    path = tmp_path / "nova.conf"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def oat_conf(tmp_path, pki, oat_server):
+    oat_server.levels = {"n1": "trusted", "n2": "untrusted", "n3": "Trusted"}
+    return write_conf(tmp_path, f"""
+[trusted_computing]
+attestation_server = 127.0.0.1
+attestation_port = {oat_server.port}
+attestation_server_ca_file = {pki['ca'].cert_path}
+attestation_auth_blob = cli-secret-blob
+""")
+
+
+def test_status_all_trusted_exits_0(oat_conf, oat_server):
+    result = trustpool("status", "n1", "n3", conf_path=oat_conf)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["HOST", "LEVEL", "SERVER"]
+    assert lines[1].split()[:2] == ["n1", "trusted"]
+    assert lines[2].split()[:2] == ["n3", "trusted"]
+    assert "cli-secret-blob" not in result.stdout + result.stderr
+
+
+def test_status_bypasses_any_cache_and_asks_once(oat_conf, oat_server):
+    trustpool("status", "n1", "n2", conf_path=oat_conf)
+    trustpool("status", "n1", "n2", conf_path=oat_conf)
+    assert oat_server.polls() == 2
+    assert oat_server.requests[0].body == {"count": 2,
+                                           "hosts": ["n1", "n2"]}
+
+
+def test_status_json_schema_and_exit_1(oat_conf):
+    result = trustpool("status", "n1", "n2", "ghost", "--format", "json",
+                       conf_path=oat_conf)
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1
+    assert doc["backend"].startswith("oat https://127.0.0.1:")
+    assert [h["host"] for h in doc["hosts"]] == ["n1", "n2", "ghost"]
+    for row in doc["hosts"]:
+        assert set(row) == {"host", "level", "server_time", "age_seconds",
+                            "backend", "reason"}
+    by_host = {h["host"]: h for h in doc["hosts"]}
+    assert by_host["n1"]["level"] == "trusted"
+    assert by_host["n1"]["server_time"].endswith("+00:00")
+    assert 0 <= by_host["n1"]["age_seconds"] < 60
+    assert by_host["n2"]["level"] == "untrusted"
+    assert by_host["ghost"]["level"] == "unknown"
+    assert by_host["ghost"]["server_time"] is None
+    assert "did not mention" in by_host["ghost"]["reason"]
+
+
+def test_status_connection_error_exits_2(tmp_path, pki):
+    server = OATServer(pki["server"].cert, pki["server"].key).start()
+    port = server.port
+    server.stop()
+    conf_path = write_conf(tmp_path, f"""
+[trusted_computing]
+attestation_server = 127.0.0.1
+attestation_port = {port}
+attestation_server_ca_file = {pki['ca'].cert_path}
+connect_timeout = 1
+""")
+    result = trustpool("status", "n1", conf_path=conf_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    err = result.stderr.strip().splitlines()
+    assert err[-1].startswith("trustpool: cannot reach https://127.0.0.1:")
+
+
+def test_status_without_hosts_on_oat_says_to_name_them(oat_conf):
+    result = trustpool("status", conf_path=oat_conf)
+    assert result.returncode == 2
+    assert "cannot list hosts; name the hosts to check" in result.stderr
+
+
+def test_status_lists_every_host_of_the_file_backend(tmp_path):
+    trust = tmp_path / "trust.json"
+    trust.write_text(json.dumps({"hosts": {"b": "trusted", "a": "trusted"}}))
+    conf_path = write_conf(tmp_path, f"""
+[trusted_computing]
+backend = file
+[trust_file]
+path = {trust}
+""")
+    result = trustpool("status", "--format", "json", conf_path=conf_path)
+    assert result.returncode == 0, result.stderr
+    assert [h["host"] for h in json.loads(result.stdout)["hosts"]] == \
+        ["a", "b"]
+    trust.write_text("{broken")
+    result = trustpool("status", conf_path=conf_path)
+    assert result.returncode == 2
+    assert "not valid JSON" in result.stderr
+
+
+def test_status_bad_configuration_exits_2_naming_the_option(tmp_path):
+    conf_path = write_conf(tmp_path, "[trusted_computing]\nbackend = oatt\n")
+    result = trustpool("status", "n1", conf_path=conf_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "trustpool: [trusted_computing] backend: no attestation backend "
+        "named 'oatt'; installed: file, oat")
+
+
+def test_check_config_clean(oat_conf):
+    result = trustpool("check-config", conf_path=oat_conf)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: backend 'oat'")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", "ERROR: [trusted_computing] attestation_server: not set"),
+    ("attestation_server = oat\nattestation_server_ca_file = /nope/ca.pem",
+     "ERROR: [trusted_computing] attestation_server_ca_file: no such file: "
+     "/nope/ca.pem"),
+    ("attestation_server = oat\nclient_cert_file = /nope/c.pem",
+     "ERROR: [trusted_computing] client_cert_file: no such file"),
+    ("attestation_server = oat\nclient_key_file = /nope/k.pem",
+     "ERROR: [trusted_computing] client_key_file: no such file"),
+    ("attestation_server = oat\nbackend = tpm-magic",
+     "ERROR: [trusted_computing] backend: no attestation backend named "
+     "'tpm-magic'"),
+    ("attestation_server = oat\nattestation_port = 0",
+     "ERROR: [trusted_computing] attestation_port: invalid value in "),
+    ("attestation_server = oat\nattestation_scheme = ftp",
+     "ERROR: [trusted_computing] attestation_scheme: invalid value in "),
+    ("attestation_server = oat\nattestation_auth_timeout = -5",
+     "ERROR: [trusted_computing] attestation_auth_timeout: invalid value"),
+    ("attestation_server = https://oat:8443/x",
+     "ERROR: [trusted_computing] attestation_server: invalid value in "),
+])
+def test_check_config_reports_each_problem(tmp_path, text, expected):
+    conf_path = write_conf(tmp_path, f"[trusted_computing]\n{text}\n")
+    result = trustpool("check-config", conf_path=conf_path)
+    assert result.returncode == 1, result.stdout
+    assert expected in result.stdout
+
+
+def test_check_config_warns_about_plain_http(tmp_path):
+    conf_path = write_conf(tmp_path, "[trusted_computing]\n"
+                           "attestation_server = oat\n"
+                           "attestation_scheme = http\n")
+    result = trustpool("check-config", conf_path=conf_path)
+    assert result.returncode == 0
+    assert "WARNING: [trusted_computing] attestation_scheme: http" in \
+        result.stdout
+
+
+def test_check_config_lists_every_problem_at_once(tmp_path):
+    conf_path = write_conf(tmp_path, "[trusted_computing]\n"
+                           "attestation_port = 0\nread_timeout = -1\n")
+    result = trustpool("check-config", conf_path=conf_path)
+    assert result.returncode == 1
+    assert "attestation_port" in result.stdout
+    assert "read_timeout" in result.stdout
+
+
+def test_unreadable_config_file_exits_2(tmp_path):
+    result = trustpool("status", "n1", conf_path=tmp_path / "missing.conf")
+    assert result.returncode == 2
+    assert "missing.conf" in result.stderr

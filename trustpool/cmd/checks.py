@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Configuration checks for ``trustpool check-config``.
+
+Each check returns problems that would keep the filter from working (or
+make it unsafe) as ``(option, message)`` pairs, so the command can list
+all of them at once instead of stopping at the first, as the scheduler
+does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+from oslo_config import cfg
+
+from trustpool import conf as tp_conf
+from trustpool.attestation.backends import load_backend
+from trustpool.exceptions import ConfigurationError
+
+__all__ = ["Finding", "check"]
+
+Finding = tuple[str, str, str]  # (severity, "[group] option", message)
+_URL_LIKE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def check(conf: cfg.ConfigOpts) -> list[Finding]:
+    """Every problem found in ``conf``, errors first."""
+    tp_conf.register_opts(conf)
+    findings: list[Finding] = []
+    group = conf[tp_conf.GROUP]
+    for opt in tp_conf.ALL_OPTS:
+        problem = tp_conf.option_problem(conf, opt.dest)
+        if problem:
+            findings.append(("error", _name(opt.dest), problem))
+    if findings:
+        return findings
+    for step in _CHECKS:
+        findings.extend(step(conf))
+    if not any(sev == "error" for sev, _, _ in findings):
+        try:
+            load_backend(conf, group.backend).close()
+        except ConfigurationError as exc:
+            findings.append(("error", f"[{exc.group}] {exc.option}",
+                             str(exc).split(": ", 1)[-1]))
+    findings.sort(key=lambda f: f[0] != "error")
+    return findings
+
+
+def _name(option: str, group: str = tp_conf.GROUP) -> str:
+    return f"[{group}] {option}"
+
+
+def _files(conf: cfg.ConfigOpts) -> list[Finding]:
+    group = conf[tp_conf.GROUP]
+    found = []
+    for option in ("attestation_server_ca_file", "client_cert_file",
+                   "client_key_file"):
+        path = getattr(group, option)
+        if not path:
+            continue
+        if not os.path.isfile(path):
+            found.append(("error", _name(option), f"no such file: {path}"))
+        elif not os.access(path, os.R_OK):
+            found.append(("error", _name(option),
+                          f"not readable by this user: {path}"))
+    if group.client_key_file and not group.client_cert_file:
+        found.append(("error", _name("client_key_file"),
+                      "set, but client_cert_file is not"))
+    return found
+
+
+def _server(conf: cfg.ConfigOpts) -> list[Finding]:
+    group = conf[tp_conf.GROUP]
+    if group.backend != "oat":
+        return []
+    server = group.attestation_server
+    if not server:
+        return [("error", _name("attestation_server"),
+                 "not set; the 'oat' backend needs the attestation "
+                 "server's host name or address")]
+    if _URL_LIKE.match(server):
+        return [("error", _name("attestation_server"),
+                 f"{server!r} is a URL; give only the host name and set "
+                 "attestation_scheme, attestation_port and "
+                 "attestation_api_url")]
+    return []
+
+
+def _transport(conf: cfg.ConfigOpts) -> list[Finding]:
+    group = conf[tp_conf.GROUP]
+    found = []
+    if group.backend == "oat" and group.attestation_scheme == "http":
+        found.append(("warning", _name("attestation_scheme"),
+                      "http: trust answers travel in plain text and can be "
+                      "forged by anyone on the network path"))
+    if group.attestation_insecure_ssl:
+        found.append(("warning", _name("attestation_insecure_ssl"),
+                      "TLS certificates are not verified: anyone on the "
+                      "network path can forge trust answers"))
+    if group.connect_timeout + group.read_timeout > 30:
+        found.append(("warning", _name("read_timeout"),
+                      "a scheduling request may wait "
+                      f"{group.connect_timeout + group.read_timeout:g}s on a "
+                      "slow attestation server"))
+    return found
+
+
+_CHECKS: list[Callable[[cfg.ConfigOpts], list[Finding]]] = [
+    _server, _files, _transport]

@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``trustpool``: see what TrustedFilter sees, and check the configuration.
+
+Reads nova.conf the OpenStack way (``--config-file``, ``--config-dir``;
+``/etc/nova/nova.conf`` by default). Exit codes, for scripts and
+monitoring: 0 all good, 1 a host is not trusted (``status``) or the
+configuration has errors (``check-config``), 2 the command could not do
+its job (bad configuration, attestation service unreachable).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as oslo_logging
+
+from trustpool import conf as tp_conf
+from trustpool.attestation import (
+    AttestationClient,
+    AttestationError,
+    ConfigurationError,
+    HostReport,
+    TrustLevel,
+)
+from trustpool.cmd import checks
+
+__all__ = ["main"]
+
+OK, NOT_TRUSTED, FAILED = 0, 1, 2
+#: Bumped only on incompatible changes to ``status --format json``.
+STATUS_SCHEMA_VERSION = 1
+
+
+def _add_parsers(subparsers: Any) -> None:
+    status = subparsers.add_parser(
+        "status", help="Ask the attestation service now (no cache) how far "
+        "it trusts hosts, as TrustedFilter would see them.")
+    status.add_argument("hosts", nargs="*", metavar="HOST",
+                        help="host names as the filter sends them (the "
+                        "hypervisor host name by default); none: every "
+                        "host the backend can list")
+    status.add_argument("--format", choices=("table", "json"),
+                        default="table")
+    subparsers.add_parser(
+        "check-config", help="Check the [trusted_computing] configuration "
+        "and report every problem with the option's name.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    conf = cfg.ConfigOpts()
+    oslo_logging.register_options(conf)
+    conf.register_cli_opt(cfg.SubCommandOpt(
+        "command", title="commands", handler=_add_parsers))
+    tp_conf.register_opts(conf)
+    try:
+        conf(list(sys.argv[1:] if argv is None else argv), project="nova",
+             prog="trustpool")
+    except cfg.Error as exc:
+        return _fail(f"cannot read the configuration: {exc}")
+    conf.set_default("default_log_levels",
+                     ["stevedore=WARN", "urllib3=WARN"])
+    oslo_logging.setup(conf, "trustpool")
+    if conf.command.name == "check-config":
+        return _check_config(conf)
+    return _status(conf, conf.command.hosts, conf.command.format)
+
+
+def _fail(message: str) -> int:
+    print(f"trustpool: {message}", file=sys.stderr)
+    return FAILED
+
+
+def _check_config(conf: cfg.ConfigOpts) -> int:
+    findings = checks.check(conf)
+    for severity, option, message in findings:
+        print(f"{severity.upper()}: {option}: {message}")
+    errors = sum(1 for f in findings if f[0] == "error")
+    if not errors:
+        group = conf[tp_conf.GROUP]
+        print(f"OK: backend {group.backend!r}, "
+              f"{len(findings)} warning(s)")
+        return OK
+    print(f"{errors} error(s)", file=sys.stderr)
+    return NOT_TRUSTED
+
+
+def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
+    try:
+        client = AttestationClient.from_config(conf)
+    except ConfigurationError as exc:
+        return _fail(str(exc))
+    try:
+        if not hosts:
+            try:
+                hosts = client.backend.list_hosts()
+            except NotImplementedError as exc:
+                return _fail(f"{exc}; name the hosts to check")
+        reports = client.attest_uncached(hosts) if hosts else {}
+    except AttestationError as exc:
+        return _fail(str(exc))
+    finally:
+        client.close()
+    rows = [_row(reports[name]) for name in dict.fromkeys(hosts)]
+    if fmt == "json":
+        json.dump({"schema_version": STATUS_SCHEMA_VERSION,
+                   "backend": client.backend.describe(),
+                   "hosts": rows}, sys.stdout, indent=2)
+        print()
+    else:
+        _table(rows)
+    trusted = all(r["level"] == TrustLevel.TRUSTED.value for r in rows)
+    return OK if trusted else NOT_TRUSTED
+
+
+def _row(report: HostReport) -> dict[str, Any]:
+    vtime = report.vtime
+    return {
+        "host": report.hostname,
+        "level": report.level.value,
+        "server_time": vtime.isoformat() if vtime else None,
+        "age_seconds": (round(time.time() - vtime.timestamp(), 1)
+                        if vtime else None),
+        "backend": report.backend,
+        "reason": report.reason,
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    header = ("HOST", "LEVEL", "SERVER TIME", "AGE", "BACKEND", "REASON")
+    lines = [header]
+    for row in rows:
+        stamp = row["server_time"]
+        if stamp:
+            stamp = datetime.datetime.fromisoformat(stamp).strftime(
+                "%Y-%m-%d %H:%M:%SZ")
+        age = row["age_seconds"]
+        lines.append((row["host"], row["level"], stamp or "-",
+                      "-" if age is None else _age(age), row["backend"],
+                      row["reason"]))
+    widths = [max(len(str(line[i])) for line in lines)
+              for i in range(len(header) - 1)]
+    for line in lines:
+        cells = [str(c).ljust(w) for c, w in zip(line, widths, strict=False)]
+        print("  ".join(cells + [str(line[-1])]).rstrip())
+
+
+def _age(seconds: float) -> str:
+    if seconds < 0:
+        return f"in {-seconds:.0f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.0f}h"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
