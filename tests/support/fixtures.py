@@ -7,15 +7,13 @@ these fixtures itself (tests/nova imports Nova first).
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 from oslo_config import cfg
 
 from trustpool import conf as tp_conf
 
 from tests.support.oat_server import OATServer
-from tests.support.pki import CA
+from tests.support.pki import make_pki
 
 
 @pytest.fixture
@@ -29,19 +27,7 @@ def conf() -> cfg.ConfigOpts:
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    base: pathlib.Path = tmp_path_factory.mktemp("pki")
-    ca = CA(base / "ca")
-    other = CA(base / "other", name="some-other-ca")
-    return {
-        "ca": ca,
-        "other_ca": other,
-        "server": ca.issue("attestation-server"),
-        "client": ca.issue("nova-scheduler", server=False),
-        "expired_server": ca.issue("expired-server", expired=True),
-        "wrong_name_server": ca.issue("wrong-name", ips=("127.0.0.2",),
-                                      dns=("elsewhere.example",)),
-        "rogue_client": other.issue("rogue-client", server=False),
-    }
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

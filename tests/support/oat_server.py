@@ -27,6 +27,8 @@ class Request:
     headers: dict[str, str]
     body: Any
     client_cert: dict | None
+    #: the http.server handler, for responders that write raw bytes
+    handler: Any = None
 
 
 @dataclasses.dataclass
@@ -64,10 +66,13 @@ class OATServer:
         self.responder: Responder = self.poll_hosts
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        #: set by :meth:`stop`; responders that stall wait on it
+        self.stopping = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            oat_server = server
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -92,7 +97,8 @@ class OATServer:
                 cert = None
                 if isinstance(self.connection, ssl.SSLSocket):
                     cert = self.connection.getpeercert() or None
-                request = Request(self.path, dict(self.headers), body, cert)
+                request = Request(self.path, dict(self.headers), body, cert,
+                                  self)
                 with server._lock:
                     server.requests.append(request)
                 response = server.responder(request)
@@ -157,6 +163,7 @@ class OATServer:
 
     def stop(self) -> None:
         """Stop like a dead server: no listener, kept-alive sockets cut."""
+        self.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         with self._lock:

@@ -104,3 +104,19 @@ class CA:
         key_path.write_bytes(key_pem)
         key_path.chmod(0o600)
         return Issued(cert_path, key_path, pem, key_pem)
+
+
+def make_pki(base: pathlib.Path) -> dict:
+    """Every certificate the tests use, under ``base``."""
+    ca = CA(base / "ca")
+    other = CA(base / "other", name="some-other-ca")
+    return {
+        "ca": ca,
+        "other_ca": other,
+        "server": ca.issue("attestation-server"),
+        "client": ca.issue("nova-scheduler", server=False),
+        "expired_server": ca.issue("expired-server", expired=True),
+        "wrong_name_server": ca.issue("wrong-name", ips=("127.0.0.2",),
+                                      dns=("elsewhere.example",)),
+        "rogue_client": other.issue("rogue-client", server=False),
+    }
