@@ -124,10 +124,9 @@ class TrustedFilter(filters.BaseHostFilter):
             return
         if len(self._bad_values_logged) < _MAX_BAD_VALUES_REMEMBERED:
             self._bad_values_logged.add(wanted)
-        flavor = getattr(spec_obj, "flavor", None)
         LOG.error("TrustedFilter rejects every host for flavor %(flavor)s: "
                   "%(spec)s=%(value)r is not one of %(valid)s",
-                  {"flavor": getattr(flavor, "name", "?"), "spec": EXTRA_SPEC,
+                  {"flavor": _flavor_name(spec_obj), "spec": EXTRA_SPEC,
                    "value": wanted, "valid": ", ".join(sorted(_VALID))})
 
 
@@ -141,3 +140,18 @@ def _wanted_level(spec_obj: Any) -> str | None:
         extra_specs = getattr(flavor, "extra_specs", None) or {}
     value = extra_specs.get(EXTRA_SPEC)
     return None if value is None else str(value)
+
+
+def _flavor_name(spec_obj: Any) -> str:
+    """The flavor's name for a log line; never raises.
+
+    A Nova object lazy-loads unset fields and raises when it cannot, and
+    nothing a log line needs may break a scheduling request.
+    """
+    flavor = getattr(spec_obj, "flavor", None)
+    try:
+        if "name" in flavor:
+            return str(flavor.name)
+    except TypeError:  # not a Nova object
+        return str(getattr(flavor, "name", "?"))
+    return "?"

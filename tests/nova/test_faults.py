@@ -23,10 +23,11 @@ from nova.scheduler import host_manager
 from nova.tests.unit.scheduler import fakes
 from oslo_utils.fixture import uuidsentinel as uuids
 
+from trustpool import conf as tp_conf
+
 from tests.nova.base import CONF, FILTER_PATH, TrustpoolNovaMixin
 from tests.support import faults
 from tests.support.pki import make_pki
-from trustpool import conf as tp_conf
 
 MARGIN = 1.5  # seconds on top of connect_timeout + read_timeout
 

@@ -99,6 +99,15 @@ class HostManagerTest(TrustpoolNovaMixin, test.TestCase):
         self.assertEqual(0, self.oat.polls())
         self.assertEqual(1, self.trust_log.output.count("'trustd'"))
 
+    def test_invalid_value_on_a_flavor_without_name_does_not_raise(self):
+        # found by the property test: logging the flavor's name lazy-loaded
+        # it, and a Flavor object without one raised into Nova
+        spec = request("bogus")
+        del spec.flavor.name
+        self.assertEqual([], self.passing(spec))
+        self.assertIn("flavor ?: trust:trusted_host='bogus'",
+                      self.trust_log.output)
+
     def test_server_down_rejects_trusted_but_not_plain_flavors(self):
         self.oat.stop()
         self.assertEqual([], self.passing(request("trusted")))
