@@ -1,1 +1,6 @@
-from tests.support.fixtures import conf, oat_server, pki  # noqa: F401
+from tests.support.fixtures import (  # noqa: F401
+    conf,
+    no_secret_in_logs,
+    oat_server,
+    pki,
+)

@@ -12,10 +12,12 @@ import pytest
 
 from trustpool.attestation import AttestationClient, TrustLevel
 
+from tests.support import leakcheck
 from tests.support.config import point_at
 from tests.support.oat_server import OATServer, Response
 
 SECRET = "blob-that-must-not-leak"
+leakcheck.register(SECRET)
 
 
 def client_for(conf, server, ca_file, **overrides):

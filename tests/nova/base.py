@@ -16,12 +16,15 @@ from nova import conf as nova_conf
 
 from trustpool import conf as tp_conf
 
+from tests.support import leakcheck
 from tests.support.oat_server import OATServer
 from tests.support.pki import CA
 
 CONF = nova_conf.CONF
 
 FILTER_PATH = "trustpool.filter.TrustedFilter"
+AUTH_BLOB = "nova-tier-auth-blob-1f0c"
+leakcheck.register(AUTH_BLOB)
 
 
 class TrustpoolNovaMixin:
@@ -53,6 +56,7 @@ class TrustpoolNovaMixin:
             "nova.scheduler.filters.all_filters", FILTER_PATH],
             enabled_filters=list(enabled))
         values = {"attestation_server": "127.0.0.1",
+                  "attestation_auth_blob": AUTH_BLOB,
                   "attestation_port": self.oat.port,
                   "attestation_server_ca_file": str(self.ca.cert_path),
                   "connect_timeout": 2.0, "read_timeout": 3.0}

@@ -12,6 +12,7 @@ from oslo_config import cfg
 
 from trustpool import conf as tp_conf
 
+from tests.support import leakcheck
 from tests.support.oat_server import OATServer
 from tests.support.pki import make_pki
 
@@ -37,3 +38,13 @@ def oat_server(pki: dict):
     yield server
     server.stop()
 
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs():
+    """Fail any test during which a secret reached a log record."""
+    leakcheck.install()
+    leakcheck.take_leaks()
+    yield
+    leaks = leakcheck.take_leaks()
+    assert not leaks, f"secrets in logs: {leaks}"

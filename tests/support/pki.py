@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support import leakcheck
+
 _NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
@@ -63,6 +65,10 @@ class CA:
         self.pem = self._cert.public_bytes(serialization.Encoding.PEM)
         self.cert_path = self.dir / f"{name}.pem"
         self.cert_path.write_bytes(self.pem)
+        leakcheck.register(self.pem)
+        leakcheck.register(self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
 
     def issue(self, cn: str, *, server: bool = True,
               ips: tuple[str, ...] = ("127.0.0.1",),
@@ -103,6 +109,8 @@ class CA:
         cert_path.write_bytes(pem)
         key_path.write_bytes(key_pem)
         key_path.chmod(0o600)
+        leakcheck.register(pem)
+        leakcheck.register(key_pem)
         return Issued(cert_path, key_path, pem, key_pem)
 
 

@@ -15,8 +15,11 @@ import requests_mock
 from trustpool.attestation import AttestationClient, AttestationError
 from trustpool.attestation.backends.oat import OATBackend
 
+from tests.support import leakcheck
+
 URL = "https://oat.example.org:8443/OpenAttestationWebServices/V1.0/PollHosts"
 SECRET = "s3cr3t-auth-blob-value"
+leakcheck.register(SECRET)
 
 
 @pytest.fixture
