@@ -166,8 +166,9 @@ class AttestationClient:
         missing: list[str] = []
         if self._cache is None:
             return found, names
-        with self._cache_lock:
-            cache = self._cache
+        cache = self._cache
+        # One frozen "now" for the whole lookup (and one clock read).
+        with self._cache_lock, cache.timer:
             for name in names:
                 report = cache.get(name)
                 if report is None:
@@ -202,7 +203,10 @@ class AttestationClient:
         reports = {name: answered.get(name) or self._unmentioned(name)
                    for name in names}
         if self._cache is not None:
-            with self._cache_lock:
+            # One arrival time for the whole batch: stamped one by one, the
+            # entries would expire microseconds apart and later calls would
+            # refresh the batch in fragments, one request each.
+            with self._cache_lock, self._cache.timer:
                 self._cache.update(reports)
         return reports
 
