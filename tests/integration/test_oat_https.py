@@ -271,3 +271,34 @@ def test_global_connection_class_patches_do_not_touch_our_tls(
     report = wrong.level("n1")
     assert report.level is TrustLevel.UNKNOWN
     assert "TLS failure" in report.reason
+
+
+def test_threads_share_one_request_to_a_hanging_server(conf, pki):
+    """16 scheduler threads, a server that accepts and never answers: one
+    request is made, every thread gets 'unknown', and none waits beyond
+    the request timeout plus the client's margin."""
+    server = OATServer(pki["server"].cert, pki["server"].key).start()
+    server.responder = lambda r: server.stopping.wait(30) and None
+    try:
+        client = client_for(conf, server, pki["ca"].cert_path,
+                            connect_timeout=0.5, read_timeout=0.5,
+                            failure_retry_interval=30)
+        results, waits = [], []
+
+        def worker():
+            start = time.monotonic()
+            results.append(client.levels(["n1", "n2"]))
+            waits.append(time.monotonic() - start)
+
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert server.polls() == 1
+    finally:
+        server.stop()
+    assert len(results) == 16
+    assert all(r[n].level is TrustLevel.UNKNOWN for r in results
+               for n in ("n1", "n2"))
+    assert max(waits) < client.max_wait + 1.0

@@ -181,3 +181,52 @@ class OATServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _serve_main() -> None:
+    """``python -m tests.support.oat_server``: a server in its own process,
+    for load runs where it must not share a GIL with the scheduler.
+
+    Prints the port, then serves until killed. SIGUSR1 makes it hang every
+    request (accept, never answer); SIGUSR2 makes it answer again.
+    """
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cert", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--trusted", nargs="*", default=[])
+    parser.add_argument("--trusted-file")
+    args = parser.parse_args()
+    names = list(args.trusted)
+    if args.trusted_file:
+        names += pathlib.Path(args.trusted_file).read_text().split()
+    server = OATServer(pathlib.Path(args.cert), pathlib.Path(args.key),
+                       levels={n: "trusted" for n in names})
+    normal = server.responder
+    hang = threading.Event()
+
+    def responder(request: Request) -> Response | None:
+        if hang.is_set():
+            request.handler.close_connection = True
+            server.stopping.wait(120)
+            return None
+        return normal(request)
+
+    server.responder = responder
+    signal.signal(signal.SIGUSR1, lambda *a: hang.set())
+    signal.signal(signal.SIGUSR2, lambda *a: hang.clear())
+    server.start()
+    print(server.port, flush=True)
+    try:
+        for line in sys.stdin:  # "polls" asks for the request count
+            if line.strip() == "polls":
+                print(server.polls(), flush=True)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    _serve_main()

@@ -354,3 +354,41 @@ def test_a_batch_expires_as_one():
     clock.advance(0.01)
     client.levels(names)
     assert [len(c) for c in backend.calls] == [1000, 1000]
+
+
+def test_waiting_for_another_refresh_is_bounded(clock):
+    gate = threading.Event()
+    entered = threading.Event()
+
+    class Stuck(ScriptedBackend):
+        def attest(self, hostnames):
+            entered.set()
+            gate.wait(10)
+            return super().attest(hostnames)
+
+    backend = Stuck({"a": T, "b": T})
+    client = make(backend, clock, max_wait=0.05)
+    first = threading.Thread(target=client.levels, args=(["a"],))
+    first.start()
+    assert entered.wait(5)
+    try:
+        report = client.level("b")  # needs the lock the first call holds
+    finally:
+        gate.set()
+        first.join(5)
+    assert report.level is K
+    assert "did not finish within 0.05s" in report.reason
+    assert backend.calls == [["a"]]
+    assert client.level("b").level is T  # nothing was cached or remembered
+
+
+def test_remembered_failure_needs_no_lock(clock):
+    backend = ScriptedBackend({"a": T})
+    backend.error = AttestationError("down")
+    client = make(backend, clock, max_wait=0.2)
+    client.level("a")
+    assert client._refresh_lock.acquire(timeout=1)  # someone holds it
+    try:
+        assert "down" in client.level("a").reason
+    finally:
+        client._refresh_lock.release()

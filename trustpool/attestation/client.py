@@ -30,6 +30,9 @@ LOG = logging.getLogger(__name__)
 #: memory against a caller that invents names.
 DEFAULT_MAX_HOSTS = 1_000_000
 _NOT_MENTIONED = "the attestation service did not mention this host"
+#: Seconds a caller may wait, beyond one request's own timeouts, for the
+#: refresh another thread is making.
+_WAIT_MARGIN = 0.5
 
 
 @dataclasses.dataclass
@@ -62,6 +65,8 @@ class AttestationClient:
     - A failed refresh makes every host it asked about ``unknown``, is
       logged once, and is remembered for ``failure_retry_interval`` seconds
       during which no call waits on the service again.
+    - With ``max_wait``, no call waits longer than that for another
+      thread's refresh; hosts it would have needed are ``unknown``.
     - With ``max_report_age``, a report whose server time (``vtime``) is
       older than that, or as far in the future, counts as ``unknown``.
     """
@@ -71,8 +76,10 @@ class AttestationClient:
                  max_report_age: float = 0,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 max_hosts: int = DEFAULT_MAX_HOSTS) -> None:
+                 max_hosts: int = DEFAULT_MAX_HOSTS,
+                 max_wait: float | None = None) -> None:
         self.backend = backend
+        self.max_wait = max_wait
         self.ttl = ttl
         self.failure_retry_interval = failure_retry_interval
         self.max_report_age = max_report_age
@@ -100,6 +107,8 @@ class AttestationClient:
         tp_conf.validate(conf)
         group = conf[tp_conf.GROUP]
         backend = load_backend(conf, group.backend)
+        kwargs.setdefault("max_wait", group.connect_timeout +
+                          group.read_timeout + _WAIT_MARGIN)
         return cls(backend, ttl=group.attestation_auth_timeout,
                    failure_retry_interval=group.failure_retry_interval,
                    max_report_age=group.max_report_age,
@@ -114,12 +123,7 @@ class AttestationClient:
         names = list(dict.fromkeys(hostnames))
         reports, missing = self._from_cache(names)
         if missing:
-            with self._refresh_lock:
-                # Another thread may have refreshed these while we waited.
-                fresh, missing = self._from_cache(missing)
-                reports.update(fresh)
-                if missing:
-                    reports.update(self._refresh(missing))
+            reports.update(self._fetch(missing))
         if self.max_report_age > 0:
             now = self._wall_clock()
             for name, report in reports.items():
@@ -177,6 +181,26 @@ class AttestationClient:
                     found[name] = report
             self.stats.cache_hits += len(found)
         return found, missing
+
+    def _fetch(self, missing: list[str]) -> dict[str, HostReport]:
+        """Reports for names the cache has no fresh answer for."""
+        failure = self._failure
+        now = self._clock()
+        if failure is not None and now < failure.until:
+            # Fast path: no lock, so a dead service costs callers nothing
+            # while the failure is remembered.
+            return self._failed(missing, failure, now)
+        wait = -1 if self.max_wait is None else self.max_wait
+        if not self._refresh_lock.acquire(timeout=wait):
+            return self._busy(missing)
+        try:
+            # Another thread may have refreshed these while we waited.
+            reports, missing = self._from_cache(missing)
+            if missing:
+                reports.update(self._refresh(missing))
+            return reports
+        finally:
+            self._refresh_lock.release()
 
     def _refresh(self, names: list[str]) -> dict[str, HostReport]:
         """Ask the backend about ``names``; the refresh lock is held."""
@@ -243,6 +267,12 @@ class AttestationClient:
         reason = (f"attestation failed {now - failure.at:.0f}s ago, next "
                   f"try in {max(0.0, failure.until - now):.0f}s: "
                   f"{failure.message}")
+        return {name: HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
+                                 reason) for name in names}
+
+    def _busy(self, names: list[str]) -> dict[str, HostReport]:
+        reason = (f"another attestation request did not finish within "
+                  f"{self.max_wait:g}s")
         return {name: HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
                                  reason) for name in names}
 

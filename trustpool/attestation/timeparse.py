@@ -4,8 +4,9 @@
 OpenAttestation sends ISO 8601 with ``+0000`` offsets and milliseconds,
 others ``Z`` or ``+hh:mm``, and Mt. Wilson the C locale's ``%c`` form
 (``Tue Feb 14 09:02:48 2012``). Written by hand rather than with
-``strptime`` because ``%a``/``%b`` follow the process locale, and
-``datetime.fromisoformat`` only learnt ``Z`` in Python 3.11.
+``strptime`` because ``%a``/``%b`` follow the process locale;
+``datetime.fromisoformat`` is the fast path, but only from Python 3.11 does
+it read ``Z`` and ``+0000``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ def parse_vtime(text: str) -> datetime.datetime:
     text = text.strip()
     match = _ISO.fullmatch(text)
     if match:
-        return _from_iso(match)
+        try:
+            # C-fast on Python 3.11+, which reads every form _ISO admits;
+            # an answer for 10,000 hosts carries 10,000 of these.
+            value = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            return _from_iso(match)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_UTC)
+        return value.astimezone(_UTC)
     match = _CTIME.fullmatch(text)
     if match:
         return _from_ctime(match)
