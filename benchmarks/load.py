@@ -18,61 +18,25 @@ GIL, as a real one would not).
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-os.environ.setdefault("OS_NOVA_DISABLE_EVENTLET_PATCHING", "1")
-from nova import monkey_patch  # noqa: E402
+from benchmarks._common import RemoteOAT
+from nova import objects
+from nova.tests.unit.scheduler import fakes
+from oslo_config import cfg
 
-monkey_patch.patch()
-
-from nova import objects  # noqa: E402
-from nova.tests.unit.scheduler import fakes  # noqa: E402
-from oslo_config import cfg  # noqa: E402
-
-from trustpool import conf as tp_conf  # noqa: E402
-from trustpool.filter import TrustedFilter  # noqa: E402
-
-from tests.support.pki import make_pki  # noqa: E402
-
-objects.register_all()
+from tests.support.pki import make_pki
+from trustpool import conf as tp_conf
+from trustpool.filter import TrustedFilter
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-class Remote:
-    """The attestation server in its own process."""
-
-    def __init__(self, pki: dict, trusted_file: pathlib.Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.oat_server",
-             "--cert", str(pki["server"].cert),
-             "--key", str(pki["server"].key),
-             "--trusted-file", str(trusted_file)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.port = int(self.proc.stdout.readline())
-
-    def polls(self) -> int:
-        self.proc.stdin.write("polls\n")
-        self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
-
-    def hang(self) -> None:
-        self.proc.send_signal(signal.SIGUSR1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 def main() -> None:
@@ -87,8 +51,7 @@ def main() -> None:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tp-load-"))
     pki = make_pki(tmp)
     names = [f"node{i:06d}" for i in range(args.hosts)]
-    (tmp / "trusted.txt").write_text("\n".join(names[::2]))
-    server = Remote(pki, tmp / "trusted.txt")
+    server = RemoteOAT(pki, names[::2], tmp)
     conf = cfg.ConfigOpts()
     tp_conf.register_opts(conf)
     conf([], default_config_files=[])
@@ -108,10 +71,10 @@ def main() -> None:
     client = trusted_filter.client
     fetch = client._fetch
 
-    def timed_fetch(missing):
+    def timed_fetch(missing, generation):
         start = time.monotonic()
         try:
-            return fetch(missing)
+            return fetch(missing, generation)
         finally:
             waits.append((start, time.monotonic() - start,
                           threading.current_thread().name))

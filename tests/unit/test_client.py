@@ -257,9 +257,9 @@ def test_threads_wait_on_one_failing_call_only(clock):
     assert len(backend.calls) == 1
 
 
-def _utc(seconds_ago: float, wall: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(wall - seconds_ago,
-                                           datetime.timezone.utc)
+def _utc(seconds_ago: float, wall: float) -> str:
+    return datetime.datetime.fromtimestamp(
+        wall - seconds_ago, datetime.timezone.utc).isoformat()
 
 
 @pytest.mark.parametrize(("seconds_ago", "expected", "needle"), [
@@ -392,3 +392,14 @@ def test_remembered_failure_needs_no_lock(clock):
         assert "down" in client.level("a").reason
     finally:
         client._refresh_lock.release()
+
+
+def test_unreadable_server_time_fails_the_age_check(clock):
+    backend = ScriptedBackend({"a": T})
+    backend.vtime = "last tuesday"
+    client = make(backend, clock, max_report_age=300)
+    report = client.level("a")
+    assert report.level is K
+    assert "'last tuesday' cannot be read" in report.reason
+    plain = make(ScriptedBackend({"a": T}), clock)
+    assert plain.level("a").level is T  # no age check: vtime is only data

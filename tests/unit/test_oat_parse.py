@@ -70,12 +70,14 @@ def test_missing_vtime_is_allowed():
     assert report.vtime is None
 
 
-def test_unusable_vtime_makes_the_host_unknown():
+def test_unusable_vtime_is_kept_as_sent():
+    # only the optional age check acts on vtime (tests/unit/test_client.py)
     report = parse_poll_hosts(
         {"hosts": [entry("node1", "trusted", "last tuesday")]},
         ASKED)["node1"]
-    assert report.level is TrustLevel.UNKNOWN
-    assert "vtime" in report.reason
+    assert report.level is TrustLevel.TRUSTED
+    assert report.vtime_text == "last tuesday"
+    assert report.vtime is None
 
 
 def test_hosts_not_mentioned_are_left_out():

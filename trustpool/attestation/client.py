@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-import cachetools
 from oslo_config import cfg
 
 from trustpool import conf as tp_conf
 from trustpool.attestation.backends import AttestationBackend, load_backend
+from trustpool.attestation.cache import ReportCache
 from trustpool.attestation.model import HostReport, TrustLevel
 from trustpool.exceptions import AttestationError
 
@@ -56,7 +56,8 @@ class AttestationClient:
     """Answers "how trusted is each of these hosts?" quickly and safely.
 
     - Answers are cached per host for ``ttl`` seconds of the monotonic
-      ``clock``, counted from when the answer arrived.
+      ``clock``, counted from when the answer arrived (one deadline for
+      every host of an answer).
     - One call sends at most one batch to the backend (split only where the
       backend has a ``max_batch``), for all stale or missing hosts.
     - Hosts the service did not mention are cached as ``unknown``.
@@ -85,10 +86,7 @@ class AttestationClient:
         self.max_report_age = max_report_age
         self._clock = clock
         self._wall_clock = wall_clock
-        self._cache: cachetools.TTLCache[str, HostReport] | None = (
-            cachetools.TTLCache(max_hosts, ttl, timer=clock)
-            if ttl > 0 else None)
-        self._cache_lock = threading.Lock()
+        self._cache = ReportCache(ttl, max_hosts)
         self._refresh_lock = threading.Lock()
         self._failure: _Failure | None = None
         self.stats = ClientStats()
@@ -121,9 +119,10 @@ class AttestationClient:
         be established are ``unknown``, with the reason in the report.
         """
         names = list(dict.fromkeys(hostnames))
+        generation = self._cache.generation
         reports, missing = self._from_cache(names)
         if missing:
-            reports.update(self._fetch(missing))
+            reports.update(self._fetch(missing, generation))
         if self.max_report_age > 0:
             now = self._wall_clock()
             for name, report in reports.items():
@@ -154,10 +153,8 @@ class AttestationClient:
 
     def invalidate(self) -> None:
         """Forget every cached answer and any remembered failure."""
-        with self._cache_lock:
-            if self._cache is not None:
-                self._cache.clear()
-            self._failure = None
+        self._cache.clear()
+        self._failure = None
 
     def close(self) -> None:
         self.backend.close()
@@ -166,23 +163,12 @@ class AttestationClient:
 
     def _from_cache(self, names: list[str]
                     ) -> tuple[dict[str, HostReport], list[str]]:
-        found: dict[str, HostReport] = {}
-        missing: list[str] = []
-        if self._cache is None:
-            return found, names
-        cache = self._cache
-        # One frozen "now" for the whole lookup (and one clock read).
-        with self._cache_lock, cache.timer:
-            for name in names:
-                report = cache.get(name)
-                if report is None:
-                    missing.append(name)
-                else:
-                    found[name] = report
-            self.stats.cache_hits += len(found)
+        found, missing = self._cache.lookup(names, self._clock())
+        self.stats.cache_hits += len(found)
         return found, missing
 
-    def _fetch(self, missing: list[str]) -> dict[str, HostReport]:
+    def _fetch(self, missing: list[str],
+               generation: int) -> dict[str, HostReport]:
         """Reports for names the cache has no fresh answer for."""
         failure = self._failure
         now = self._clock()
@@ -194,8 +180,10 @@ class AttestationClient:
         if not self._refresh_lock.acquire(timeout=wait):
             return self._busy(missing)
         try:
-            # Another thread may have refreshed these while we waited.
-            reports, missing = self._from_cache(missing)
+            reports: dict[str, HostReport] = {}
+            if self._cache.generation != generation:
+                # Another thread stored answers while we waited.
+                reports, missing = self._from_cache(missing)
             if missing:
                 reports.update(self._refresh(missing))
             return reports
@@ -226,12 +214,9 @@ class AttestationClient:
         self._failure = None
         reports = {name: answered.get(name) or self._unmentioned(name)
                    for name in names}
-        if self._cache is not None:
-            # One arrival time for the whole batch: stamped one by one, the
-            # entries would expire microseconds apart and later calls would
-            # refresh the batch in fragments, one request each.
-            with self._cache_lock, self._cache.timer:
-                self._cache.update(reports)
+        # One arrival time for the whole answer: stamped one by one, the
+        # entries would expire apart and be refreshed in fragments.
+        self._cache.store(reports, self._clock())
         return reports
 
     def _ask_backend(self, names: list[str]) -> dict[str, HostReport]:
@@ -277,9 +262,18 @@ class AttestationClient:
                                  reason) for name in names}
 
     def _check_age(self, report: HostReport, now: float) -> HostReport:
-        if report.vtime is None or report.level is TrustLevel.UNKNOWN:
+        if report.level is TrustLevel.UNKNOWN:
             return report
-        age = now - report.vtime.timestamp()
+        vtime = report.vtime
+        if vtime is None:
+            if report.vtime_text is None:
+                return report  # the server gives no time: nothing to check
+            return report.with_level(
+                TrustLevel.UNKNOWN,
+                f"the server's time {report.vtime_text[:40]!r} cannot be "
+                f"read, so max_report_age cannot be checked; it said "
+                f"{report.level.value!r}")
+        age = now - vtime.timestamp()
         if age > self.max_report_age:
             return report.with_level(
                 TrustLevel.UNKNOWN,

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import enum
+import functools
+from typing import NamedTuple
+
+from trustpool.attestation.timeparse import parse_vtime
 
 __all__ = ["HostReport", "TrustLevel"]
 
@@ -25,23 +28,41 @@ class TrustLevel(str, enum.Enum):
         return self.value
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class HostReport:
+class HostReport(NamedTuple):
     """One host's attestation result, as the scheduler will act on it.
 
-    ``vtime`` is when the server says it verified the host (timezone-aware,
-    UTC), or ``None`` when the server gave no usable time. It is data for
-    people and for an optional maximum-age check; it never extends how long
-    the answer is trusted. ``reason`` is a short human sentence that ends up
-    in the scheduler's log when a host is rejected.
+    A named tuple because a scheduler keeps one per host: 100,000 of them
+    are built from one answer and cached, and a tuple is the cheapest
+    immutable record Python has to build and to hold.
+
+    ``vtime_text`` is when the server says it verified the host, exactly as
+    the server wrote it, or ``None``; :attr:`vtime` parses it on demand. It
+    is data for people and for an optional maximum-age check; it never
+    extends how long the answer is trusted. ``reason`` is a short human
+    sentence that ends up in the scheduler's log when a host is rejected.
     """
 
     hostname: str
     level: TrustLevel
     backend: str
     reason: str
-    vtime: datetime.datetime | None = None
+    vtime_text: str | None = None
+
+    @property
+    def vtime(self) -> datetime.datetime | None:
+        """The server's time as aware UTC; ``None`` if absent or unusable."""
+        if not self.vtime_text:
+            return None
+        try:
+            return _parse_cached(self.vtime_text)
+        except ValueError:
+            return None
 
     def with_level(self, level: TrustLevel, reason: str) -> HostReport:
         """A copy with another level and reason, e.g. after an age check."""
-        return dataclasses.replace(self, level=level, reason=reason)
+        return self._replace(level=level, reason=reason)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _parse_cached(text: str) -> datetime.datetime:
+    return parse_vtime(text)

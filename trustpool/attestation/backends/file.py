@@ -149,10 +149,13 @@ class FileBackend(AttestationBackend):
                           f"{where} says {level.value!r}", stamp)
 
 
-def _time(value: Any, where: str) -> Any:
+def _time(value: Any, where: str) -> str | None:
+    """``value`` if it is a time trustpool can read; the file is ours, so a
+    bad one is an error in the file, not a host to distrust quietly."""
     if value is None:
         return None
     try:
-        return parse_vtime(value)
+        parse_vtime(value)
     except ValueError as exc:
         raise AttestationError(f"{where}: {exc}") from None
+    return str(value)

@@ -1,0 +1,48 @@
+"""ReportCache: deadlines, one per answer, and a bounded size."""
+
+from __future__ import annotations
+
+from trustpool.attestation import HostReport, TrustLevel
+from trustpool.attestation.cache import ReportCache
+
+
+def report(name):
+    return HostReport(name, TrustLevel.TRUSTED, "t", "r")
+
+
+def test_fresh_until_the_deadline():
+    cache = ReportCache(ttl=10, maxsize=100)
+    cache.store({"a": report("a"), "b": report("b")}, now=100.0)
+    found, missing = cache.lookup(["a", "b", "c"], now=109.99)
+    assert set(found) == {"a", "b"} and missing == ["c"]
+    found, missing = cache.lookup(["a", "b"], now=110.0)
+    assert found == {} and missing == ["a", "b"]
+
+
+def test_ttl_zero_keeps_nothing():
+    cache = ReportCache(ttl=0, maxsize=100)
+    cache.store({"a": report("a")}, now=1.0)
+    assert len(cache) == 0
+    assert cache.lookup(["a"], now=1.0) == ({}, ["a"])
+
+
+def test_size_bound_drops_expired_first_then_oldest():
+    cache = ReportCache(ttl=10, maxsize=3)
+    cache.store({"old": report("old")}, now=0.0)         # expired at 10
+    cache.store({"a": report("a"), "b": report("b")}, now=5.0)
+    cache.store({"c": report("c")}, now=12.0)
+    assert len(cache) == 3
+    assert cache.lookup(["old"], now=12.0)[1] == ["old"]
+    cache.store({"d": report("d")}, now=13.0)             # a is the oldest
+    assert len(cache) == 3
+    found, missing = cache.lookup(["a", "b", "c", "d"], now=13.0)
+    assert missing == ["a"]
+
+
+def test_refreshed_entry_moves_to_the_young_end():
+    cache = ReportCache(ttl=100, maxsize=2)
+    cache.store({"a": report("a"), "b": report("b")}, now=0.0)
+    cache.store({"a": report("a")}, now=1.0)
+    cache.store({"c": report("c")}, now=2.0)
+    found, missing = cache.lookup(["a", "b", "c"], now=3.0)
+    assert missing == ["b"]
