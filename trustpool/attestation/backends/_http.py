@@ -37,6 +37,9 @@ class HttpSettings:
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
     max_bytes: int = 64 * 1024 * 1024
+    #: the name the server's certificate must carry, when it is not the
+    #: host connected to (Keylime 6.x certificates name no IP address)
+    server_name: str | None = None
 
     def cert(self) -> str | tuple[str, str] | None:
         if self.cert_file and self.key_file:
@@ -62,7 +65,14 @@ class _PinnedAdapter(requests.adapters.HTTPAdapter):
     the pools here name their connection classes themselves.
     """
 
+    def __init__(self, server_name: str | None = None) -> None:
+        self._server_name = server_name
+        super().__init__()
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._server_name:
+            kwargs["server_hostname"] = self._server_name
+            kwargs["assert_hostname"] = self._server_name
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {
             "http": _HTTPPool, "https": _HTTPSPool}
@@ -74,7 +84,7 @@ class JsonClient:
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
         self._session = requests.Session()
-        adapter = _PinnedAdapter()
+        adapter = _PinnedAdapter(settings.server_name)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.verify = settings.verify
