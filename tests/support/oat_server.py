@@ -59,7 +59,7 @@ class OATServer:
                  *, client_ca: pathlib.Path | None = None,
                  levels: dict[str, str] | None = None,
                  api_url: str = "/OpenAttestationWebServices/V1.0",
-                 port: int = 0) -> None:
+                 port: int = 0, client_cert_optional: bool = False) -> None:
         self.levels: dict[str, str] = dict(levels or {})
         self.api_url = api_url
         self.requests: list[Request] = []
@@ -123,7 +123,9 @@ class OATServer:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cert, key)
             if client_ca is not None:
-                context.verify_mode = ssl.CERT_REQUIRED
+                context.verify_mode = (ssl.CERT_OPTIONAL
+                                       if client_cert_optional
+                                       else ssl.CERT_REQUIRED)
                 context.load_verify_locations(client_ca)
             # Handshake in the handler thread, so one bad client cannot
             # stall the accept loop.
