@@ -162,7 +162,7 @@ def test_sample_generator_prints_every_option():
     assert "[trusted_computing]" in out
     for _group, opts in tp_conf.list_opts():
         for opt in opts:
-            assert f"#{opt.dest} = " in out, opt.dest
+            assert f"\n#{opt.dest} =" in out, opt.dest
     assert "Deprecated group/name - [trusted_computing]/auth_blob" in out
 
 
