@@ -27,8 +27,10 @@ from nova import conf as nova_conf
 from nova.scheduler import filters
 from nova.scheduler import utils as scheduler_utils
 from oslo_config import cfg
+from oslo_context import context as oslo_context
 from oslo_log import log as oslo_logging
 
+from trustpool import audit
 from trustpool import conf as tp_conf
 from trustpool.attestation import AttestationClient, HostReport, TrustLevel
 
@@ -81,10 +83,11 @@ class TrustedFilter(filters.BaseHostFilter):
         if not self.RUN_ON_REBUILD and \
                 scheduler_utils.request_is_rebuild(spec_obj):
             return hosts
+        names = [self._name_of(host) for host in hosts]
         if wanted not in _VALID:
             self._log_bad_value(wanted, spec_obj)
+            self._audit(spec_obj, wanted, False, hosts, names, {}, [])
             return []
-        names = [self._name_of(host) for host in hosts]
         reports = self._client.levels(n for n in names if n)
         debug = LOG.isEnabledFor(logging.DEBUG)
         passed = []
@@ -94,7 +97,23 @@ class TrustedFilter(filters.BaseHostFilter):
                 passed.append(host)
             elif debug:
                 self._log_rejection(host, name, wanted, report)
+        self._audit(spec_obj, wanted, True, hosts, names, reports, passed)
         return passed
+
+    def _audit(self, spec_obj: Any, wanted: str, valid: bool,
+               hosts: list[Any], names: list[str | None],
+               reports: dict[str, HostReport], passed: list[Any]) -> None:
+        if not audit.enabled():
+            return
+        try:
+            audit.emit(
+                wanted=wanted, valid=valid,
+                hosts=list(zip(names, hosts, strict=True)), reports=reports,
+                passed=[self._name_of(h) or str(h) for h in passed],
+                server=self._client.backend.describe(),
+                request=_request_fields(spec_obj))
+        except Exception:  # noqa: BLE001 - auditing must not break a boot
+            LOG.exception("TrustedFilter could not write its audit event")
 
     def host_passes(self, host_state: Any, spec_obj: Any) -> bool:
         """One host at a time; Nova calls :meth:`filter_all` instead."""
@@ -155,3 +174,20 @@ def _flavor_name(spec_obj: Any) -> str:
     except TypeError:  # not a Nova object
         return str(getattr(flavor, "name", "?"))
     return "?"
+
+
+def _request_fields(spec_obj: Any) -> dict[str, Any]:
+    """Ids that tie an audit event to the request and the instance."""
+    fields: dict[str, Any] = {"request_id": None, "instance_uuid": None,
+                              "project_id": None,
+                              "flavor": _flavor_name(spec_obj)}
+    context = oslo_context.get_current()
+    if context is not None:
+        fields["request_id"] = getattr(context, "request_id", None)
+    for key in ("instance_uuid", "project_id"):
+        try:
+            if key in spec_obj:
+                fields[key] = getattr(spec_obj, key)
+        except TypeError:  # not a Nova object
+            fields[key] = getattr(spec_obj, key, None)
+    return fields

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+import logging
 from unittest import mock
 
+import fixtures
+from nova import context as nova_context
 from nova import objects, test
 from nova.scheduler import host_manager
 from nova.tests.unit.scheduler import fakes
@@ -11,7 +16,7 @@ from oslo_utils.fixture import uuidsentinel as uuids
 
 from trustpool.filter import TrustedFilter
 
-from tests.nova.base import TrustpoolNovaMixin
+from tests.nova.base import AUTH_BLOB, TrustpoolNovaMixin
 
 LEVELS = {"node-trusted": "trusted", "node-untrusted": "untrusted",
           "node-unknown": "unknown"}
@@ -157,3 +162,78 @@ class BadConfigTest(TrustpoolNovaMixin, test.NoDBTestCase):
         with self.assertRaises(ConfigurationError) as err:
             TrustedFilter()
         self.assertIn("[trusted_computing] backend", str(err.exception))
+
+
+@mock.patch.object(host_manager.HostManager, "_init_instance_info",
+                   new=mock.Mock())
+@mock.patch.object(host_manager.HostManager, "_init_aggregates",
+                   new=mock.Mock())
+class AuditEventTest(TrustpoolNovaMixin, test.TestCase):
+    """The trustpool.audit event: content for pass, reject and failure."""
+
+    def setUp(self):
+        super().setUp()
+        self.setup_trustpool(LEVELS, enabled=("AllHostsFilter",
+                                              "TrustedFilter"))
+        self.audit_log = self.useFixture(fixtures.FakeLogger(
+            name="trustpool.audit", level=logging.INFO,
+            format="%(message)s"))
+        self.manager = host_manager.HostManager()
+        self.hosts = hosts(NODES)
+        self.context = nova_context.RequestContext(
+            "user", "project-1", request_id="req-0123-audit")
+        self.context.update_store()
+
+    def events(self):
+        return [json.loads(line) for line in
+                self.audit_log.output.splitlines() if line.strip()]
+
+    def test_event_for_a_trusted_request(self):
+        spec = request("trusted", project_id="project-1")
+        self.manager.get_filtered_hosts(self.hosts, spec)
+        [event] = self.events()
+        self.assertEqual("trustpool.placement_decision", event["event"])
+        self.assertEqual(1, event["schema_version"])
+        self.assertEqual("req-0123-audit", event["request_id"])
+        self.assertEqual(uuids.instance, event["instance_uuid"])
+        self.assertEqual("project-1", event["project_id"])
+        self.assertEqual("flavor-trusted", event["flavor"])
+        self.assertEqual("trusted", event["wanted"])
+        self.assertTrue(event["valid_request"])
+        self.assertTrue(event["attestation_server"].startswith(
+            "oat https://127.0.0.1:"))
+        self.assertEqual(["node-trusted"], event["passed"])
+        by_host = {h["host"]: h for h in event["hosts"]}
+        self.assertEqual(set(NODES), set(by_host))
+        trusted = by_host["node-trusted"]
+        self.assertTrue(trusted["passed"])
+        self.assertEqual("trusted", trusted["level"])
+        self.assertEqual("oat", trusted["backend"])
+        self.assertLess(abs(trusted["age_seconds"]), 60)
+        self.assertTrue(trusted["server_time"].endswith("+00:00"))
+        rejected = by_host["node-untrusted"]
+        self.assertFalse(rejected["passed"])
+        self.assertEqual("untrusted", rejected["level"])
+        self.assertIn("'untrusted'", rejected["reason"])
+        self.assertIsNone(by_host["node-missing"]["server_time"])
+        datetime.datetime.fromisoformat(event["time"])
+        self.assertNotIn(AUTH_BLOB, self.audit_log.output)
+
+    def test_event_for_an_attestation_failure(self):
+        self.oat.stop()
+        self.manager.get_filtered_hosts(self.hosts, request("trusted"))
+        [event] = self.events()
+        self.assertEqual([], event["passed"])
+        for host in event["hosts"]:
+            self.assertEqual("unknown", host["level"])
+            self.assertIn("attestation failed", host["reason"])
+
+    def test_event_for_an_invalid_value_and_none_without_spec(self):
+        self.manager.get_filtered_hosts(self.hosts, request())
+        self.assertEqual([], self.events())
+        self.manager.get_filtered_hosts(self.hosts, request("bogus"))
+        [event] = self.events()
+        self.assertFalse(event["valid_request"])
+        self.assertEqual("bogus", event["wanted"])
+        self.assertEqual([], event["passed"])
+        self.assertEqual(0, self.oat.polls())
