@@ -33,13 +33,12 @@ from oslo_log import log as oslo_logging
 from trustpool import audit
 from trustpool import conf as tp_conf
 from trustpool.attestation import AttestationClient, HostReport, TrustLevel
+from trustpool.filter_names import EXTRA_SPEC
 
 __all__ = ["EXTRA_SPEC", "TrustedFilter"]
 
 LOG = oslo_logging.getLogger(__name__)
 
-#: The flavor extra spec the filter reads; the same key as Nova's old filter.
-EXTRA_SPEC = "trust:trusted_host"
 _VALID = frozenset(level.value for level in TrustLevel)
 _MAX_BAD_VALUES_REMEMBERED = 64
 

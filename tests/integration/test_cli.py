@@ -125,7 +125,7 @@ def test_status_bad_configuration_exits_2_naming_the_option(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "trustpool: [trusted_computing] backend: no attestation backend "
-        "named 'oatt'; installed: file, oat")
+        "named 'oatt'; installed: file, keylime, oat")
 
 
 def test_check_config_clean(oat_conf):

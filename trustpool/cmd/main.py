@@ -21,6 +21,7 @@ from oslo_config import cfg
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
+from trustpool import nova_api
 from trustpool.attestation import (
     AttestationClient,
     AttestationError,
@@ -28,6 +29,7 @@ from trustpool.attestation import (
     HostReport,
     TrustLevel,
 )
+from trustpool.cmd import audit as audit_cmd
 from trustpool.cmd import checks
 
 __all__ = ["main"]
@@ -50,11 +52,26 @@ def _add_parsers(subparsers: Any) -> None:
     subparsers.add_parser(
         "check-config", help="Check the [trusted_computing] configuration "
         "and report every problem with the option's name.")
+    audit = subparsers.add_parser(
+        "audit", help="Report instances of trusted flavors running on hosts "
+        "that are not trusted now (Nova API credentials in "
+        "[trustpool_nova]). Exit 0: no drift, 1: drift, 2: error.")
+    audit.add_argument("--format", choices=("table", "json"),
+                       default="table")
+    audit.add_argument("--disable-untrusted-hosts", action="store_true",
+                       help="disable the nova-compute service of each host "
+                       "attested untrusted, with the reason 'trustpool: "
+                       "host not trusted'; running instances are not "
+                       "touched")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *,
+         compute_api: Any = None) -> int:
+    """Run the command; ``compute_api`` replaces the Nova API client
+    built from ``[trustpool_nova]`` (for tests)."""
     conf = cfg.ConfigOpts()
     oslo_logging.register_options(conf)
+    nova_api.register_opts(conf)
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=_add_parsers))
     tp_conf.register_opts(conf)
@@ -68,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     oslo_logging.setup(conf, "trustpool")
     if conf.command.name == "check-config":
         return _check_config(conf)
+    if conf.command.name == "audit":
+        return _audit(conf, conf.command.format,
+                      conf.command.disable_untrusted_hosts, compute_api)
     return _status(conf, conf.command.hosts, conf.command.format)
 
 
@@ -116,6 +136,43 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
         _table(rows)
     trusted = all(r["level"] == TrustLevel.TRUSTED.value for r in rows)
     return OK if trusted else NOT_TRUSTED
+
+
+def _audit(conf: cfg.ConfigOpts, fmt: str, disable: bool,
+           compute: Any) -> int:
+    try:
+        client = AttestationClient.from_config(conf)
+        if compute is None:
+            compute = nova_api.ComputeAPI(nova_api.adapter_from_conf(conf))
+    except ConfigurationError as exc:
+        return _fail(str(exc))
+    try:
+        report = audit_cmd.drift(conf, compute, client, disable)
+    except (AttestationError, nova_api.NovaAPIError) as exc:
+        return _fail(str(exc))
+    finally:
+        client.close()
+    if fmt == "json":
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        rows = report["drift"]
+        print(f"{report['checked_instances']} instance(s) of trusted "
+              f"flavors on {len(report['checked_hosts'])} host(s); "
+              f"{len(rows)} on hosts not trusted now")
+        if rows:
+            widths = [max(len(str(r[k])) for r in rows + [
+                {k: k.upper() for k in ("instance", "host", "level")}])
+                for k in ("instance", "host", "level")]
+            print(f"{'INSTANCE':<{widths[0]}}  {'HOST':<{widths[1]}}  "
+                  f"{'LEVEL':<{widths[2]}}  REASON")
+            for r in rows:
+                print(f"{r['instance']:<{widths[0]}}  {r['host']:<{widths[1]}}"
+                      f"  {r['level']:<{widths[2]}}  {r['reason']}")
+        for host in report["disabled_hosts"]:
+            print(f"disabled nova-compute on {host}: "
+                  f"{audit_cmd.DISABLE_REASON}")
+    return NOT_TRUSTED if report["drift"] else OK
 
 
 def _row(report: HostReport) -> dict[str, Any]:

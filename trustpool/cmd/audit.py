@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``trustpool audit``: running trusted workloads on hosts not trusted now.
+
+Lists, through the Nova API, every instance whose flavor asks for
+``trust:trusted_host=trusted`` and asks the attestation service (no cache)
+about the hosts they run on. With ``--disable-untrusted-hosts`` it disables
+the nova-compute service of each host attested ``untrusted`` so nothing
+new lands there; it never touches running instances. Hosts that are only
+``unknown`` are reported but not disabled: an attestation outage must not
+empty a cloud.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from oslo_config import cfg
+
+from trustpool import conf as tp_conf
+from trustpool.attestation import AttestationClient, TrustLevel
+from trustpool.filter_names import EXTRA_SPEC
+from trustpool.nova_api import ComputeAPI
+
+__all__ = ["DISABLE_REASON", "drift"]
+
+LOG = logging.getLogger(__name__)
+DISABLE_REASON = "trustpool: host not trusted"
+
+
+def _attestation_name(server: dict[str, Any], attribute: str) -> str:
+    if attribute == "host":
+        return server["OS-EXT-SRV-ATTR:host"]
+    return server.get("OS-EXT-SRV-ATTR:hypervisor_hostname") or \
+        server["OS-EXT-SRV-ATTR:host"]
+
+
+def drift(conf: cfg.ConfigOpts, compute: ComputeAPI,
+          client: AttestationClient, disable: bool) -> dict[str, Any]:
+    """The drift report; disables services when asked.
+
+    :raises trustpool.exceptions.AttestationError: attestation failed.
+    :raises trustpool.nova_api.NovaAPIError: the Nova API failed.
+    """
+    attribute = conf[tp_conf.GROUP].host_attribute
+    trusted = [s for s in compute.servers()
+               if ((s.get("flavor") or {}).get("extra_specs") or {}).get(
+                   EXTRA_SPEC) == "trusted"]
+    names = sorted({_attestation_name(s, attribute) for s in trusted})
+    reports = client.attest_uncached(names) if names else {}
+    rows = []
+    for server in trusted:
+        name = _attestation_name(server, attribute)
+        report = reports[name]
+        if report.level is TrustLevel.TRUSTED:
+            continue
+        rows.append({"instance": server["id"], "name": server.get("name"),
+                     "project_id": server.get("tenant_id"),
+                     "host": server["OS-EXT-SRV-ATTR:host"],
+                     "attested_name": name, "level": report.level.value,
+                     "reason": report.reason})
+    disabled = []
+    if disable:
+        hosts = sorted({r["host"] for r in rows if r["level"] ==
+                        TrustLevel.UNTRUSTED.value})
+        for host in hosts:
+            service = compute.compute_service(host)
+            if service is None:
+                LOG.warning("No nova-compute service found for host %s",
+                            host)
+                continue
+            if service.get("status") == "disabled":
+                LOG.info("nova-compute on %s is already disabled (%s)",
+                         host, service.get("disabled_reason"))
+                continue
+            compute.disable_service(service["id"], DISABLE_REASON)
+            LOG.warning("Disabled nova-compute on %s: %s", host,
+                        DISABLE_REASON)
+            disabled.append(host)
+    return {"schema_version": 1,
+            "checked_instances": len(trusted),
+            "checked_hosts": names,
+            "drift": rows, "disabled_hosts": disabled}

@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Talking to the Nova API for ``trustpool audit``, the way Nova talks to
+other services: a keystoneauth1 session and adapter built from the
+``[trustpool_nova]`` group (``auth_type``, ``auth_url``, ``username``, ...,
+``valid_interfaces``, ``region_name``), so operators reuse credentials they
+already have. Only the operator command imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from keystoneauth1 import adapter as ks_adapter
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+from trustpool.exceptions import ConfigurationError, TrustpoolError
+
+__all__ = ["GROUP", "ComputeAPI", "NovaAPIError", "adapter_from_conf",
+           "list_opts", "register_opts"]
+
+GROUP = "trustpool_nova"
+#: 2.47: servers embed their flavor with extra specs; 2.53: services are
+#: addressed by UUID and can be disabled with a reason in one call.
+MICROVERSION = "2.53"
+_PAGE = 500
+
+
+class NovaAPIError(TrustpoolError):
+    """The Nova API could not be reached or refused a request."""
+
+
+def _group() -> cfg.OptGroup:
+    return cfg.OptGroup(
+        GROUP, title="Nova API access for trustpool audit",
+        help="Credentials and endpoint selection (keystoneauth1) that the "
+        "'trustpool audit' command uses to list instances and disable "
+        "compute services. Needs an admin role.")
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    if GROUP not in conf:
+        conf.register_group(_group())
+    ks_loading.register_session_conf_options(conf, GROUP)
+    ks_loading.register_auth_conf_options(conf, GROUP)
+    ks_loading.register_adapter_conf_options(conf, GROUP,
+                                             include_deprecated=False)
+    conf.set_default("service_type", "compute", group=GROUP)
+    conf.set_default("valid_interfaces", ["internal", "public"],
+                     group=GROUP)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    opts = (ks_loading.get_session_conf_options()
+            + ks_loading.get_auth_common_conf_options()
+            + ks_loading.get_auth_plugin_conf_options("password")
+            + ks_loading.get_adapter_conf_options(include_deprecated=False))
+    return [(_group(), opts)]
+
+
+def adapter_from_conf(conf: cfg.ConfigOpts) -> ks_adapter.Adapter:
+    """A compute-API adapter from ``[trustpool_nova]``.
+
+    :raises ConfigurationError: when no credentials are configured.
+    """
+    register_opts(conf)
+    auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
+    if auth is None:
+        raise ConfigurationError(
+            "auth_type", "not set: trustpool audit needs credentials for "
+            "the Nova API", group=GROUP)
+    session = ks_loading.load_session_from_conf_options(conf, GROUP,
+                                                        auth=auth)
+    return ks_loading.load_adapter_from_conf_options(
+        conf, GROUP, session=session, auth=auth)
+
+
+class ComputeAPI:
+    """The few compute API calls the drift report needs."""
+
+    def __init__(self, adapter: ks_adapter.Adapter) -> None:
+        self._api = adapter
+
+    def servers(self) -> Iterator[dict[str, Any]]:
+        """Every server of every project that has a compute host."""
+        marker = None
+        while True:
+            query = f"/servers/detail?all_tenants=1&limit={_PAGE}"
+            if marker:
+                query += f"&marker={marker}"
+            page = self._get(query).get("servers", [])
+            for server in page:
+                if server.get("OS-EXT-SRV-ATTR:host"):
+                    yield server
+            if len(page) < _PAGE:
+                return
+            marker = page[-1]["id"]
+
+    def compute_service(self, host: str) -> dict[str, Any] | None:
+        services = self._get(
+            f"/os-services?binary=nova-compute&host={host}").get(
+            "services", [])
+        return services[0] if services else None
+
+    def disable_service(self, service_id: str, reason: str) -> None:
+        self._call("PUT", f"/os-services/{service_id}",
+                   json={"status": "disabled", "disabled_reason": reason})
+
+    def _get(self, url: str) -> dict[str, Any]:
+        return self._call("GET", url).json()
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            return self._api.request(
+                url, method, microversion=MICROVERSION,
+                raise_exc=True, **kwargs)
+        except ks_exc.ClientException as exc:
+            raise NovaAPIError(f"Nova API {method} {url.split('?')[0]}: "
+                               f"{exc}") from None
