@@ -115,6 +115,7 @@ class ComputeAPI:
         try:
             return self._api.request(
                 url, method, microversion=MICROVERSION,
+                microversion_service_type="compute",
                 raise_exc=True, **kwargs)
         except ks_exc.ClientException as exc:
             raise NovaAPIError(f"Nova API {method} {url.split('?')[0]}: "

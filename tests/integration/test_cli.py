@@ -185,3 +185,11 @@ def test_unreadable_config_file_exits_2(tmp_path):
     result = trustpool("status", "n1", conf_path=tmp_path / "missing.conf")
     assert result.returncode == 2
     assert "missing.conf" in result.stderr
+
+
+def test_audit_without_nova_credentials_exits_2(oat_conf):
+    result = trustpool("audit", conf_path=oat_conf)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "trustpool: [trustpool_nova] auth_type: not set: trustpool audit "
+        "needs credentials for the Nova API")
