@@ -198,11 +198,11 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     """Options for ``oslo-config-generator --namespace trustpool``."""
-    from trustpool import nova_api
+    from trustpool import nova_api, traits
     from trustpool.attestation.backends import backend_opts
 
     return ([(_make_group(), list(ALL_OPTS))] + backend_opts()
-            + nova_api.list_opts())
+            + traits.list_opts() + nova_api.list_opts())
 
 
 def validate(conf: cfg.ConfigOpts, check_files: bool = True) -> None:

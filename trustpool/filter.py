@@ -30,7 +30,7 @@ from oslo_config import cfg
 from oslo_context import context as oslo_context
 from oslo_log import log as oslo_logging
 
-from trustpool import audit
+from trustpool import audit, traits
 from trustpool import conf as tp_conf
 from trustpool.attestation import AttestationClient, HostReport, TrustLevel
 from trustpool.filter_names import EXTRA_SPEC
@@ -66,6 +66,10 @@ class TrustedFilter(filters.BaseHostFilter):
         tp_conf.register_opts(conf)
         self._host_attribute = conf[tp_conf.GROUP].host_attribute
         self._bad_values_logged: set[str] = set()
+        traits.register_opts(conf)
+        self._trait = (traits.trait_name(conf)
+                       if conf[traits.GROUP].sync_enabled else None)
+        self._trait_warned: set[str] = set()
 
     @property
     def client(self) -> AttestationClient:
@@ -87,6 +91,8 @@ class TrustedFilter(filters.BaseHostFilter):
             self._log_bad_value(wanted, spec_obj)
             self._audit(spec_obj, wanted, False, hosts, names, {}, [])
             return []
+        if self._trait is not None and wanted == TrustLevel.TRUSTED.value:
+            self._check_trait(spec_obj)
         reports = self._client.levels(n for n in names if n)
         debug = LOG.isEnabledFor(logging.DEBUG)
         passed = []
@@ -136,6 +142,27 @@ class TrustedFilter(filters.BaseHostFilter):
                   "%(found)s (%(reason)s)",
                   {"name": name, "wanted": wanted,
                    "found": report.level.value, "reason": report.reason})
+
+    def _check_trait(self, spec_obj: Any) -> None:
+        """Warn, once per flavor, when scale mode is on but the flavor
+        does not let Placement pre-filter on the trust trait."""
+        name = _flavor_name(spec_obj)
+        if name in self._trait_warned:
+            return
+        flavor = getattr(spec_obj, "flavor", None)
+        try:
+            extra = flavor.extra_specs if "extra_specs" in flavor else {}
+        except TypeError:
+            extra = getattr(flavor, "extra_specs", None) or {}
+        if extra.get(f"trait:{self._trait}") == "required":
+            return
+        if len(self._trait_warned) < _MAX_BAD_VALUES_REMEMBERED:
+            self._trait_warned.add(name)
+        LOG.warning("Flavor %(flavor)s asks for trusted hosts but not for "
+                    "trait:%(trait)s=required, so Placement cannot "
+                    "pre-filter it on trust; TrustedFilter still checks "
+                    "every candidate.", {"flavor": name,
+                                         "trait": self._trait})
 
     def _log_bad_value(self, wanted: str, spec_obj: Any) -> None:
         if wanted in self._bad_values_logged:

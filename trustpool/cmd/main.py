@@ -21,7 +21,7 @@ from oslo_config import cfg
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
-from trustpool import nova_api
+from trustpool import nova_api, placement, traits
 from trustpool.attestation import (
     AttestationClient,
     AttestationError,
@@ -52,6 +52,13 @@ def _add_parsers(subparsers: Any) -> None:
     subparsers.add_parser(
         "check-config", help="Check the [trusted_computing] configuration "
         "and report every problem with the option's name.")
+    sync_traits = subparsers.add_parser(
+        "sync-traits", help="Put the trait of [trustpool_traits] on the "
+        "compute node providers attested trusted and remove it from all "
+        "others (Placement credentials from nova.conf's [placement]).")
+    sync_traits.add_argument(
+        "--interval", type=float, default=None, metavar="SECONDS",
+        help="keep running, one sync every SECONDS (default: one sync)")
     audit = subparsers.add_parser(
         "audit", help="Report instances of trusted flavors running on hosts "
         "that are not trusted now (Nova API credentials in "
@@ -66,12 +73,17 @@ def _add_parsers(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None, *,
-         compute_api: Any = None) -> int:
-    """Run the command; ``compute_api`` replaces the Nova API client
-    built from ``[trustpool_nova]`` (for tests)."""
+         compute_api: Any = None, placement_api: Any = None) -> int:
+    """Run the command; ``compute_api`` and ``placement_api`` replace the
+    clients built from ``[trustpool_nova]`` and ``[placement]`` (tests)."""
     conf = cfg.ConfigOpts()
     oslo_logging.register_options(conf)
+    # Standard output carries the command's answer (JSON for scripts);
+    # logs go to standard error unless nova.conf sends them elsewhere.
+    conf.set_default("use_stderr", True)
     nova_api.register_opts(conf)
+    placement.register_opts(conf)
+    traits.register_opts(conf)
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=_add_parsers))
     tp_conf.register_opts(conf)
@@ -85,6 +97,8 @@ def main(argv: Sequence[str] | None = None, *,
     oslo_logging.setup(conf, "trustpool")
     if conf.command.name == "check-config":
         return _check_config(conf)
+    if conf.command.name == "sync-traits":
+        return _sync_traits(conf, conf.command.interval, placement_api)
     if conf.command.name == "audit":
         return _audit(conf, conf.command.format,
                       conf.command.disable_untrusted_hosts, compute_api)
@@ -136,6 +150,28 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
         _table(rows)
     trusted = all(r["level"] == TrustLevel.TRUSTED.value for r in rows)
     return OK if trusted else NOT_TRUSTED
+
+
+def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
+                 api: Any) -> int:
+    try:
+        traits.trait_name(conf)
+        client = AttestationClient.from_config(conf)
+        if api is None:
+            api = placement.PlacementAPI(placement.adapter_from_conf(conf))
+    except ConfigurationError as exc:
+        return _fail(str(exc))
+    try:
+        if interval is not None:
+            traits.run_forever(conf, api, client, interval)
+            return OK
+        result = traits.sync(conf, api, client)
+    except placement.PlacementError as exc:
+        return _fail(str(exc))
+    finally:
+        client.close()
+    print(result.summary())
+    return FAILED if result.errors or result.attestation_failed else OK
 
 
 def _audit(conf: cfg.ConfigOpts, fmt: str, disable: bool,
