@@ -32,14 +32,20 @@ def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
     """
     backend_cls = _OVERRIDES.get(name)
     if backend_cls is None:
+        installed = available_backends()
+        # Checked first: stevedore would log its own warning for an
+        # unknown name on top of our error.
+        if name not in installed:
+            raise ConfigurationError(
+                "backend", f"no attestation backend named {name!r}; "
+                f"installed: {', '.join(installed) or 'none'}")
         try:
             manager = driver.DriverManager(NAMESPACE, name,
                                            invoke_on_load=False)
         except NoMatches:
             raise ConfigurationError(
-                "backend",
-                f"no attestation backend named {name!r}; installed: "
-                f"{', '.join(available_backends()) or 'none'}") from None
+                "backend", f"the attestation backend {name!r} cannot be "
+                "loaded") from None
         backend_cls = manager.driver
     for group, opts in backend_cls.CONFIG_OPTS:
         conf.register_opts(opts, group=group)
