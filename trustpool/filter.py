@@ -62,8 +62,8 @@ class TrustedFilter(filters.BaseHostFilter):
                  client: AttestationClient | None = None) -> None:
         super().__init__()
         conf = nova_conf.CONF if conf is None else conf
-        self._client = client or AttestationClient.from_config(conf)
         tp_conf.register_opts(conf)
+        self._client = client or AttestationClient.from_config(conf)
         self._host_attribute = conf[tp_conf.GROUP].host_attribute
         self._bad_values_logged: set[str] = set()
         traits.register_opts(conf)
@@ -149,12 +149,7 @@ class TrustedFilter(filters.BaseHostFilter):
         name = _flavor_name(spec_obj)
         if name in self._trait_warned:
             return
-        flavor = getattr(spec_obj, "flavor", None)
-        try:
-            extra = flavor.extra_specs if "extra_specs" in flavor else {}
-        except TypeError:
-            extra = getattr(flavor, "extra_specs", None) or {}
-        if extra.get(f"trait:{self._trait}") == "required":
+        if _extra_specs(spec_obj).get(f"trait:{self._trait}") == "required":
             return
         if len(self._trait_warned) < _MAX_BAD_VALUES_REMEMBERED:
             self._trait_warned.add(name)
@@ -175,15 +170,19 @@ class TrustedFilter(filters.BaseHostFilter):
                    "value": wanted, "valid": ", ".join(sorted(_VALID))})
 
 
-def _wanted_level(spec_obj: Any) -> str | None:
+def _extra_specs(spec_obj: Any) -> dict[str, str]:
+    """The request's flavor extra specs; empty when there are none."""
     flavor = getattr(spec_obj, "flavor", None)
     if flavor is None:
-        return None
+        return {}
     try:
-        extra_specs = flavor.extra_specs if "extra_specs" in flavor else {}
+        return flavor.extra_specs if "extra_specs" in flavor else {}
     except TypeError:  # not a Nova object: a plain attribute
-        extra_specs = getattr(flavor, "extra_specs", None) or {}
-    value = extra_specs.get(EXTRA_SPEC)
+        return getattr(flavor, "extra_specs", None) or {}
+
+
+def _wanted_level(spec_obj: Any) -> str | None:
+    value = _extra_specs(spec_obj).get(EXTRA_SPEC)
     return None if value is None else str(value)
 
 
