@@ -46,6 +46,8 @@ debug = False
 auth_strategy = noauth2
 [placement_database]
 connection = sqlite:///{self.dir}/placement.sqlite
+# no fsync per commit: a test database, thrown away afterwards
+sqlite_synchronous = False
 """)
         env = {**os.environ, "OS_PLACEMENT_CONFIG_DIR": str(self.dir)}
         binary = pathlib.Path(sys.executable).parent
