@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from keystoneauth1 import adapter as ks_adapter
@@ -188,3 +189,30 @@ def test_trait_name_is_validated():
         traits.trait_name(conf)
 
 
+
+
+def test_interval_mode_keeps_following_trust(conf, placement, providers,
+                                             oat_server, pki):
+    traits.register_opts(conf)
+    point_at(conf, oat_server, pki["ca"].cert_path)
+    oat_server.levels = {name: "trusted" for name in providers}
+    client = AttestationClient.from_config(conf)
+    stop = threading.Event()
+    runner = threading.Thread(target=traits.run_forever, args=(
+        conf, api_for(placement), client, 0.2, stop))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while carrying(placement, providers) != set(providers):
+            assert time.monotonic() < deadline, "never synced"
+            time.sleep(0.2)
+        flipped = sorted(providers)[0]
+        oat_server.levels[flipped] = "untrusted"
+        while flipped in carrying(placement, providers):
+            assert time.monotonic() < deadline, "the flip was not synced"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    assert carrying(placement, providers) == set(providers) - {flipped}
