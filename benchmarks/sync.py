@@ -12,9 +12,10 @@ Figures, not pass/fail:
 Targets on 2 cores: steady-state diff sync of 10,000 providers with 1%
 changed under 10 s; a full initial sync at 60 providers/s or more.
 
-Placement runs under gunicorn with sqlite (one request at a time: sqlite
-takes no concurrent writers), so "threaded" measures the client side's
-overlap only; with PostgreSQL behind Placement the threaded figure grows.
+Placement runs under gunicorn on a throwaway PostgreSQL (Debian's package,
+started here) where available, with three workers; otherwise on sqlite
+with one (sqlite takes no concurrent writers), where "threaded" measures
+the client side's overlap only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
 from tests.support.pki import make_pki
+from tests.support import postgres_server
 from tests.support.placement_server import PlacementServer
 from trustpool import conf as tp_conf
 from trustpool import traits
@@ -137,20 +139,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*",
                         default=[1_000, 10_000])
+    parser.add_argument("--sqlite", action="store_true",
+                        help="sqlite even where PostgreSQL is available")
     args = parser.parse_args()
     logging.getLogger("trustpool").setLevel(logging.WARNING)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="trustpool-sync-"))
     pki = make_pki(workdir)
+    use_pg = not args.sqlite and postgres_server.available()
     for size in args.sizes:
-        server = PlacementServer(workdir / f"placement-{size}").start()
+        database = postgres_server.PostgresServer() if use_pg else None
         try:
-            api = PlacementAPI(ks_adapter.Adapter(
-                ks_session.Session(), endpoint_override=server.url,
-                additional_headers={"X-Auth-Token": "admin"}))
-            print(f"{size} providers (Placement on sqlite, gunicorn):")
-            run(size, workdir, pki, server, api)
+            url = database.start() if database else None
+            server = PlacementServer(workdir / f"placement-{size}", url,
+                                     workers=3 if database else 1).start()
+            try:
+                api = PlacementAPI(ks_adapter.Adapter(
+                    ks_session.Session(), endpoint_override=server.url,
+                    additional_headers={"X-Auth-Token": "admin"}))
+                kind = ("PostgreSQL, 3 gunicorn workers" if database
+                        else "sqlite, 1 gunicorn worker")
+                print(f"{size} providers (Placement on {kind}):")
+                run(size, workdir, pki, server, api)
+            finally:
+                server.stop()
         finally:
-            server.stop()
+            if database:
+                database.stop()
 
 
 if __name__ == "__main__":

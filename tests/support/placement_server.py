@@ -29,8 +29,14 @@ def _free_port() -> int:
 
 
 class PlacementServer:
-    def __init__(self, workdir: pathlib.Path) -> None:
+    def __init__(self, workdir: pathlib.Path, connection: str | None = None,
+                 workers: int = 1) -> None:
+        """sqlite in ``workdir`` unless ``connection`` (an SQLAlchemy URL)
+        names another database; ``workers`` > 1 only with a database that
+        takes concurrent writers."""
         self.dir = workdir
+        self.connection = connection
+        self.workers = workers
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -45,7 +51,7 @@ debug = False
 [api]
 auth_strategy = noauth2
 [placement_database]
-connection = sqlite:///{self.dir}/placement.sqlite
+connection = {self.connection or f"sqlite:///{self.dir}/placement.sqlite"}
 # no fsync per commit: a test database, thrown away afterwards
 sqlite_synchronous = False
 """)
@@ -60,7 +66,7 @@ sqlite_synchronous = False
              # one request at a time: sqlite cannot take concurrent
              # writers ("database is locked"); conflicts between clients
              # still happen, at request granularity
-             "--workers", "1", "--threads", "1",
+             "--workers", str(self.workers), "--threads", "1",
              "placement.wsgi.api:application"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
