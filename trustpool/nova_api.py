@@ -16,7 +16,8 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from trustpool.exceptions import ConfigurationError, TrustpoolError
+from trustpool import ksa
+from trustpool.exceptions import TrustpoolError
 
 __all__ = ["GROUP", "ComputeAPI", "NovaAPIError", "adapter_from_conf",
            "list_opts", "register_opts"]
@@ -43,13 +44,7 @@ def _group() -> cfg.OptGroup:
 def register_opts(conf: cfg.ConfigOpts) -> None:
     if GROUP not in conf:
         conf.register_group(_group())
-    ks_loading.register_session_conf_options(conf, GROUP)
-    ks_loading.register_auth_conf_options(conf, GROUP)
-    ks_loading.register_adapter_conf_options(conf, GROUP,
-                                             include_deprecated=False)
-    conf.set_default("service_type", "compute", group=GROUP)
-    conf.set_default("valid_interfaces", ["internal", "public"],
-                     group=GROUP)
+    ksa.register_opts(conf, GROUP, "compute")
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
@@ -66,15 +61,8 @@ def adapter_from_conf(conf: cfg.ConfigOpts) -> ks_adapter.Adapter:
     :raises ConfigurationError: when no credentials are configured.
     """
     register_opts(conf)
-    auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
-    if auth is None:
-        raise ConfigurationError(
-            "auth_type", "not set: trustpool audit needs credentials for "
-            "the Nova API", group=GROUP)
-    session = ks_loading.load_session_from_conf_options(conf, GROUP,
-                                                        auth=auth)
-    return ks_loading.load_adapter_from_conf_options(
-        conf, GROUP, session=session, auth=auth)
+    return ksa.adapter_from_conf(
+        conf, GROUP, "trustpool audit needs credentials for the Nova API")
 
 
 class ComputeAPI:

@@ -13,10 +13,10 @@ from typing import Any
 
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import exceptions as ks_exc
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from trustpool.exceptions import ConfigurationError, TrustpoolError
+from trustpool import ksa
+from trustpool.exceptions import TrustpoolError
 
 __all__ = ["GROUP", "PlacementAPI", "PlacementError", "adapter_from_conf",
            "register_opts"]
@@ -37,35 +37,14 @@ class GenerationConflict(PlacementError):
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Nova's ``[placement]`` keystoneauth options, when Nova has not."""
-    if GROUP not in conf:
-        conf.register_group(cfg.OptGroup(GROUP))
-    for register in (ks_loading.register_session_conf_options,
-                     ks_loading.register_auth_conf_options):
-        try:
-            register(conf, GROUP)
-        except cfg.DuplicateOptError:
-            pass
-    try:
-        ks_loading.register_adapter_conf_options(conf, GROUP,
-                                                 include_deprecated=False)
-    except cfg.DuplicateOptError:
-        pass
-    conf.set_default("service_type", "placement", group=GROUP)
-    conf.set_default("valid_interfaces", ["internal", "public"],
-                     group=GROUP)
+    ksa.register_opts(conf, GROUP, "placement")
 
 
 def adapter_from_conf(conf: cfg.ConfigOpts) -> ks_adapter.Adapter:
     register_opts(conf)
-    auth = ks_loading.load_auth_from_conf_options(conf, GROUP)
-    if auth is None:
-        raise ConfigurationError(
-            "auth_type", "not set: sync-traits needs credentials for "
-            "Placement (the same as nova-scheduler's)", group=GROUP)
-    session = ks_loading.load_session_from_conf_options(conf, GROUP,
-                                                        auth=auth)
-    return ks_loading.load_adapter_from_conf_options(
-        conf, GROUP, session=session, auth=auth)
+    return ksa.adapter_from_conf(
+        conf, GROUP, "sync-traits needs credentials for Placement (the "
+        "same as nova-scheduler's)")
 
 
 class PlacementAPI:

@@ -66,3 +66,18 @@ class TrustpoolNovaMixin:
             name="trustpool", level=logging.DEBUG,
             format="%(levelname)s %(name)s %(message)s"))
         return self.oat
+
+    def write_cli_conf(self) -> pathlib.Path:
+        """A nova.conf for the ``trustpool`` command, pointing at the
+        test's attestation server."""
+        path = pathlib.Path(tempfile.mkdtemp(prefix="trustpool-conf-"))
+        self.addCleanup(shutil.rmtree, path, True)
+        conf = path / "nova.conf"
+        conf.write_text(f"""
+[trusted_computing]
+attestation_server = 127.0.0.1
+attestation_port = {self.oat.port}
+attestation_server_ca_file = {self.ca.cert_path}
+attestation_auth_blob = {AUTH_BLOB}
+""")
+        return conf

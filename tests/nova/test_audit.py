@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import pathlib
-import tempfile
 
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import session as ks_session
@@ -23,7 +21,7 @@ from nova.tests.functional import integrated_helpers
 from trustpool.cmd import main as cli
 from trustpool.nova_api import ComputeAPI
 
-from tests.nova.base import AUTH_BLOB, TrustpoolNovaMixin
+from tests.nova.base import TrustpoolNovaMixin
 
 LEVELS = {"host-a": "trusted", "host-b": "trusted", "host-c": "untrusted"}
 
@@ -46,14 +44,8 @@ class AuditTest(TrustpoolNovaMixin,
                                         networks="none", host="host-b")
         self.plain_on_c = self._create_server(flavor_id=self.plain,
                                               networks="none", host="host-c")
-        self.conf_path = pathlib.Path(tempfile.mkdtemp()) / "nova.conf"
-        self.conf_path.write_text(f"""
-[trusted_computing]
-attestation_server = 127.0.0.1
-attestation_port = {self.oat.port}
-attestation_server_ca_file = {self.ca.cert_path}
-attestation_auth_blob = {AUTH_BLOB}
-""")
+        self.conf_path = self.write_cli_conf()
+
 
     def compute_api(self) -> ComputeAPI:
         admin = self.api_fixture.admin_api

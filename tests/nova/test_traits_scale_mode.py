@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import pathlib
-import tempfile
 
 from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import session as ks_session
@@ -39,13 +37,8 @@ class ScaleModeTest(TrustpoolNovaMixin,
             name="trusted-scale", extra_spec={
                 "trust:trusted_host": "trusted",
                 f"trait:{TRAIT}": "required"})
-        self.conf_path = pathlib.Path(tempfile.mkdtemp()) / "nova.conf"
-        self.conf_path.write_text(f"""
-[trusted_computing]
-attestation_server = 127.0.0.1
-attestation_port = {self.oat.port}
-attestation_server_ca_file = {self.ca.cert_path}
-""")
+        self.conf_path = self.write_cli_conf()
+
 
     def sync(self) -> str:
         fixture = self.placement.fixture
