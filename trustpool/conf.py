@@ -21,6 +21,7 @@ __all__ = [
     "ALL_OPTS",
     "GROUP",
     "ConfigurationError",
+    "file_problems",
     "list_opts",
     "option_problem",
     "register_opts",
@@ -205,7 +206,7 @@ def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
             + traits.list_opts() + nova_api.list_opts())
 
 
-def validate(conf: cfg.ConfigOpts, check_files: bool = True) -> None:
+def validate(conf: cfg.ConfigOpts) -> None:
     """Read every option once so bad values fail at start-up, not later.
 
     oslo.config checks types lazily, at first access; doing all the
@@ -215,20 +216,34 @@ def validate(conf: cfg.ConfigOpts, check_files: bool = True) -> None:
 
     :raises ConfigurationError: on a value that cannot work.
     """
-    group = conf[GROUP]
     for opt in ALL_OPTS:
         problem = option_problem(conf, opt.dest)
         if problem:
             raise ConfigurationError(opt.dest, problem)
+    for option, problem in file_problems(conf):
+        raise ConfigurationError(option, problem)
+
+
+def file_problems(conf: cfg.ConfigOpts) -> list[tuple[str, str]]:
+    """``(option, problem)`` for each TLS file option that cannot work.
+
+    Shared by start-up validation, which stops at the first, and
+    ``trustpool check-config``, which lists them all.
+    """
+    group = conf[GROUP]
+    found = []
     if group.client_key_file and not group.client_cert_file:
-        raise ConfigurationError(
-            "client_key_file", "is set but client_cert_file is not")
-    if check_files:
-        for name in ("attestation_server_ca_file", "client_cert_file",
-                     "client_key_file"):
-            path = getattr(group, name)
-            if path and not os.access(path, os.R_OK):
-                raise ConfigurationError(name, f"cannot read file {path!r}")
+        found.append(("client_key_file", "set, but client_cert_file is not"))
+    for option in ("attestation_server_ca_file", "client_cert_file",
+                   "client_key_file"):
+        path = getattr(group, option)
+        if not path:
+            continue
+        if not os.path.isfile(path):
+            found.append((option, f"no such file: {path}"))
+        elif not os.access(path, os.R_OK):
+            found.append((option, f"not readable by this user: {path}"))
+    return found
 
 
 def option_problem(conf: cfg.ConfigOpts, name: str,

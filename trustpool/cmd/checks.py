@@ -9,7 +9,6 @@ does.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 
@@ -53,22 +52,8 @@ def _name(option: str, group: str = tp_conf.GROUP) -> str:
 
 
 def _files(conf: cfg.ConfigOpts) -> list[Finding]:
-    group = conf[tp_conf.GROUP]
-    found = []
-    for option in ("attestation_server_ca_file", "client_cert_file",
-                   "client_key_file"):
-        path = getattr(group, option)
-        if not path:
-            continue
-        if not os.path.isfile(path):
-            found.append(("error", _name(option), f"no such file: {path}"))
-        elif not os.access(path, os.R_OK):
-            found.append(("error", _name(option),
-                          f"not readable by this user: {path}"))
-    if group.client_key_file and not group.client_cert_file:
-        found.append(("error", _name("client_key_file"),
-                      "set, but client_cert_file is not"))
-    return found
+    return [("error", _name(option), problem)
+            for option, problem in tp_conf.file_problems(conf)]
 
 
 def _server(conf: cfg.ConfigOpts) -> list[Finding]:
