@@ -62,6 +62,22 @@ class ScriptedBackend(AttestationBackend):
         return reports
 
 
+class GatedBackend(ScriptedBackend):
+    """Blocks in :meth:`attest` until ``gate`` is set; ``entered`` tells
+    the test a call is under way, so other threads can be started then."""
+
+    def __init__(self, table=None, error=None):
+        super().__init__(table)
+        self.error = error
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def attest(self, hostnames):
+        self.entered.set()
+        self.gate.wait(10)
+        return super().attest(hostnames)
+
+
 @pytest.fixture
 def clock():
     return Clock()
@@ -200,16 +216,7 @@ def test_batches_are_split_only_for_backends_that_must(clock):
 
 
 def test_single_flight_with_real_threads(clock):
-    gate = threading.Event()
-    entered = threading.Event()
-
-    class Slow(ScriptedBackend):
-        def attest(self, hostnames):
-            entered.set()
-            gate.wait(10)
-            return super().attest(hostnames)
-
-    backend = Slow({f"h{i}": T for i in range(50)})
+    backend = GatedBackend({f"h{i}": T for i in range(50)})
     client = make(backend, clock)
     names = list(backend.table)
     results = []
@@ -219,10 +226,10 @@ def test_single_flight_with_real_threads(clock):
 
     threads = [threading.Thread(target=worker) for _ in range(16)]
     threads[0].start()
-    assert entered.wait(5)
+    assert backend.entered.wait(5)
     for t in threads[1:]:
         t.start()
-    gate.set()
+    backend.gate.set()
     for t in threads:
         t.join(10)
     assert len(results) == 16
@@ -231,26 +238,16 @@ def test_single_flight_with_real_threads(clock):
 
 
 def test_threads_wait_on_one_failing_call_only(clock):
-    gate = threading.Event()
-    entered = threading.Event()
-
-    class Dead(ScriptedBackend):
-        def attest(self, hostnames):
-            self.calls.append(list(hostnames))
-            entered.set()
-            gate.wait(10)
-            raise AttestationError("timed out")
-
-    backend = Dead()
+    backend = GatedBackend(error=AttestationError("timed out"))
     client = make(backend, clock)
     out = []
     threads = [threading.Thread(target=lambda: out.append(
         client.level("a").level)) for _ in range(8)]
     threads[0].start()
-    assert entered.wait(5)
+    assert backend.entered.wait(5)
     for t in threads[1:]:
         t.start()
-    gate.set()
+    backend.gate.set()
     for t in threads:
         t.join(10)
     assert out == [K] * 8
@@ -357,24 +354,15 @@ def test_a_batch_expires_as_one():
 
 
 def test_waiting_for_another_refresh_is_bounded(clock):
-    gate = threading.Event()
-    entered = threading.Event()
-
-    class Stuck(ScriptedBackend):
-        def attest(self, hostnames):
-            entered.set()
-            gate.wait(10)
-            return super().attest(hostnames)
-
-    backend = Stuck({"a": T, "b": T})
+    backend = GatedBackend({"a": T, "b": T})
     client = make(backend, clock, max_wait=0.05)
     first = threading.Thread(target=client.levels, args=(["a"],))
     first.start()
-    assert entered.wait(5)
+    assert backend.entered.wait(5)
     try:
         report = client.level("b")  # needs the lock the first call holds
     finally:
-        gate.set()
+        backend.gate.set()
         first.join(5)
     assert report.level is K
     assert "did not finish within 0.05s" in report.reason
