@@ -22,9 +22,11 @@ __all__ = [
     "GROUP",
     "ConfigurationError",
     "file_problems",
+    "header_value_problem",
     "list_opts",
     "option_problem",
     "register_opts",
+    "secret_values",
     "validate",
 ]
 
@@ -83,7 +85,10 @@ _legacy_opts = [
         secret=True,
         deprecated_opts=_old("auth_blob"),
         help="Credential sent to the attestation server in the "
-        "'x-auth-blob' header. Never logged.",
+        "'x-auth-blob' header. Never logged: it is masked in every message. "
+        "A value with a line break (an indented continuation line in "
+        "nova.conf), another control character or a character outside "
+        "Latin-1 cannot be sent as a header and is refused at start-up.",
     ),
     cfg.IntOpt(
         "attestation_auth_timeout",
@@ -133,9 +138,12 @@ _new_opts = [
         "read_timeout",
         default=10.0,
         min=0.001,
-        help="Seconds allowed for the whole answer to arrive once "
-        "connected; a server that drips its answer is cut off at this "
-        "deadline.",
+        help="Seconds allowed for the answer to arrive once connected. "
+        "connect_timeout + read_timeout is one absolute deadline for the "
+        "whole exchange (connection, TLS, headers, body, and every request "
+        "of a backend that needs several): a server that drips its answer "
+        "is cut off at it, and the failure is remembered for "
+        "failure_retry_interval.",
     ),
     cfg.StrOpt(
         "client_cert_file",
@@ -163,8 +171,11 @@ _new_opts = [
         default=0,
         min=0,
         help="When set, a host whose last attestation, by the server's own "
-        "timestamp, is older than this many seconds (or this far in the "
-        "future) counts as 'unknown'. 0 turns the check off.",
+        "timestamp, is older than this many seconds counts as 'unknown'. So "
+        "does a host whose answer has no readable timestamp (none, null, a "
+        "number, an unknown format), and one whose timestamp lies more than "
+        "this many seconds in the future (clock skew beyond the allowed "
+        "age). 0 turns the check off.",
     ),
     cfg.FloatOpt(
         "failure_retry_interval",
@@ -254,8 +265,7 @@ def option_problem(conf: cfg.ConfigOpts, name: str,
     ``LocationInfo(...)`` repr; operators want the file name.
     """
     try:
-        getattr(conf[group], name)
-        return None
+        value = getattr(conf[group], name)
     except (cfg.Error, ValueError) as exc:
         text = str(exc)
         reason = text.split(" is not valid: ", 1)[-1]
@@ -263,6 +273,68 @@ def option_problem(conf: cfg.ConfigOpts, name: str,
         if where:
             return f"invalid value in {where.group(1)}: {reason}"
         return reason
+    if group == GROUP and name in _HEADER_OPTS:
+        return header_value_problem(value)
+    return None
+
+
+#: options sent as HTTP header values
+_HEADER_OPTS = frozenset({"attestation_auth_blob"})
+
+
+def header_value_problem(value: str | None) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP header value, or ``None``.
+
+    Checked at start-up because the alternative is worse: requests refuses
+    such a header at the first request and quotes the value in its error,
+    so the secret would reach the log, every host's reason and the audit
+    record. The message never quotes the value.
+    """
+    if not value:
+        return None
+    if "\n" in value or "\r" in value:
+        return ("contains a line break (in nova.conf, a continuation line: "
+                "an indented line after the option joins it); a header "
+                "value cannot hold one. Put the value on one line")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains a control character; a header value cannot"
+    if value != value.strip():
+        return "starts or ends with white space; a header value cannot"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return ("contains characters outside Latin-1, which an HTTP "
+                "header cannot carry")
+    return None
 
 
 _DETAIL = re.compile(r"detail='([^']*)'")
+
+
+def secret_values(conf: cfg.ConfigOpts) -> list[str]:
+    """The values of every option declared ``secret`` on ``conf``, in any
+    group (the auth blob, keystoneauth passwords), for redaction.
+
+    Never raises: an option whose value cannot be read has nothing to hide.
+    """
+    found: list[str] = []
+    try:
+        # oslo.config has no public walk over registered options; its own
+        # log_opt_values walks these same two tables.
+        tables = [(None, conf._opts)] + [  # noqa: SLF001
+            (name, group._opts)  # noqa: SLF001
+            for name, group in conf._groups.items()]  # noqa: SLF001
+    except AttributeError:
+        return found
+    for group, opts in tables:
+        for name, info in list(opts.items()):
+            if not getattr(info.get("opt"), "secret", False):
+                continue
+            try:
+                value = (conf[name] if group is None
+                         else getattr(conf[group], name))
+            except Exception:  # noqa: BLE001, S112 - unreadable: nothing
+                continue
+            if isinstance(value, str) and value:
+                found.append(value)
+    return found

@@ -66,6 +66,7 @@ class TrustedFilter(filters.BaseHostFilter):
         self._client = client or AttestationClient.from_config(conf)
         self._host_attribute = conf[tp_conf.GROUP].host_attribute
         self._bad_values_logged: set[str] = set()
+        self._errors_logged: set[str] = set()
         traits.register_opts(conf)
         self._trait = (traits.trait_name(conf)
                        if conf[traits.GROUP].sync_enabled else None)
@@ -78,7 +79,22 @@ class TrustedFilter(filters.BaseHostFilter):
 
     def filter_all(self, filter_obj_list: Iterable[Any],
                    spec_obj: Any) -> list[Any]:
-        """Filter every candidate host with one attestation call."""
+        """Filter every candidate host with one attestation call.
+
+        The outermost boundary between trustpool and Nova: nothing raises
+        past it. If anything goes wrong, of whatever type, no host passes
+        (even for a flavor that may not ask for trust: when the extra spec
+        itself cannot be read, there is no telling), and the error is
+        logged once with its type.
+        """
+        try:
+            return self._filter_all(filter_obj_list, spec_obj)
+        except Exception as exc:  # noqa: BLE001 - the outermost boundary
+            self._log_unexpected(exc)
+            return []
+
+    def _filter_all(self, filter_obj_list: Iterable[Any],
+                    spec_obj: Any) -> list[Any]:
         hosts = list(filter_obj_list)
         wanted = _wanted_level(spec_obj)
         if wanted is None or not hosts:
@@ -158,6 +174,19 @@ class TrustedFilter(filters.BaseHostFilter):
                     "pre-filter it on trust; TrustedFilter still checks "
                     "every candidate.", {"flavor": name,
                                          "trait": self._trait})
+
+    def _log_unexpected(self, exc: BaseException) -> None:
+        try:
+            text = self._client.redact(exc)
+        except Exception:  # noqa: BLE001 - nothing may escape from here
+            text = "(message not shown)"
+        key = f"{type(exc).__name__}: {text}"[:300]
+        if key in self._errors_logged:
+            return
+        if len(self._errors_logged) < _MAX_BAD_VALUES_REMEMBERED:
+            self._errors_logged.add(key)
+        LOG.error("TrustedFilter passes no host for this request: "
+                  "unexpected %s", key)
 
     def _log_bad_value(self, wanted: str, spec_obj: Any) -> None:
         if wanted in self._bad_values_logged:

@@ -4,6 +4,25 @@
 Backends know a protocol; this module knows time. A scheduler asks
 :meth:`AttestationClient.levels` once per request with every candidate
 host, and gets back a report for each, never an exception.
+
+The fail-closed promises hold by the shape of the code, not by a list of
+cases:
+
+- :meth:`AttestationClient.levels` and :meth:`attest_uncached` are each one
+  outermost ``try``: whatever goes wrong inside, of whatever type, the
+  hosts are ``unknown`` (or, for the uncached call, one
+  ``AttestationError``), logged once with the exception's type.
+- Every backend call runs in a worker thread that is abandoned at the
+  backend's deadline: the time a caller can spend is bounded whatever the
+  backend does (a dripping peer, a blocking file, a plugin's bug), and an
+  abandoned call is remembered as a failure like any other, so the callers
+  after it do not wait again. (HTTP backends also cut their sockets at the
+  deadline, so the abandoned worker ends too.)
+- A report is accepted only if it is a :class:`HostReport` for exactly the
+  name asked, with a real :class:`TrustLevel`.
+- Every message that can carry exception text goes through one
+  :class:`~trustpool.attestation.redact.Redactor` built from the backend's
+  secrets.
 """
 
 from __future__ import annotations
@@ -13,6 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from oslo_config import cfg
 
@@ -20,6 +40,7 @@ from trustpool import conf as tp_conf
 from trustpool.attestation.backends import AttestationBackend, load_backend
 from trustpool.attestation.cache import ReportCache
 from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.redact import Redactor
 from trustpool.exceptions import AttestationError
 
 __all__ = ["AttestationClient", "ClientStats"]
@@ -33,6 +54,12 @@ _NOT_MENTIONED = "the attestation service did not mention this host"
 #: Seconds a caller may wait, beyond one request's own timeouts, for the
 #: refresh another thread is making.
 _WAIT_MARGIN = 0.5
+#: Seconds past a backend's own timeout before its call is abandoned: the
+#: backend's own, more precise, message normally comes first.
+_ABANDON_MARGIN = 0.25
+#: The same unexpected error is logged at most this often (seconds): a
+#: scheduler asks many times a second, a log line per request is a flood.
+_REPEAT_LOG_INTERVAL = 60.0
 
 
 @dataclasses.dataclass
@@ -90,6 +117,12 @@ class AttestationClient:
         self._refresh_lock = threading.Lock()
         self._failure: _Failure | None = None
         self.stats = ClientStats()
+        self.redact = Redactor(getattr(backend, "secrets", ()))
+        #: the worker of a backend call that was abandoned at its deadline
+        #: and has not ended yet; no new call starts while it runs, so a
+        #: peer that never lets go costs one thread, not one per retry
+        self._stray: threading.Thread | None = None
+        self._logged: dict[str, float] = {}
 
     @classmethod
     def from_config(cls, conf: cfg.ConfigOpts,
@@ -115,10 +148,25 @@ class AttestationClient:
     def levels(self, hostnames: Iterable[str]) -> dict[str, HostReport]:
         """A report for every distinct name in ``hostnames``.
 
-        Never raises for an attestation failure: hosts whose trust cannot
-        be established are ``unknown``, with the reason in the report.
+        Never raises: hosts whose trust cannot be established, for any
+        reason at all, are ``unknown``, with the reason in the report.
+        Names that are not strings get no report (and so never pass).
         """
-        names = list(dict.fromkeys(hostnames))
+        try:
+            names = [n for n in dict.fromkeys(hostnames)
+                     if isinstance(n, str)]
+        except Exception as exc:  # noqa: BLE001 - the outermost boundary
+            self._log_unexpected("reading the host names", exc)
+            return {}
+        try:
+            return self._levels(names)
+        except Exception as exc:  # noqa: BLE001 - the outermost boundary
+            reason = self._log_unexpected("attestation", exc)
+            return {name: HostReport(name, TrustLevel.UNKNOWN,
+                                     self._backend_name(), reason)
+                    for name in names}
+
+    def _levels(self, names: list[str]) -> dict[str, HostReport]:
         generation = self._cache.generation
         reports, missing = self._from_cache(names)
         if missing:
@@ -140,16 +188,22 @@ class AttestationClient:
         For operator tools that must show the service's current answer.
         Unlike :meth:`levels`, a failure raises.
 
-        :raises trustpool.exceptions.AttestationError: on a failed exchange.
+        :raises trustpool.exceptions.AttestationError: on a failed exchange,
+            and on anything else that goes wrong (the only exception type
+            this method raises; its message is redacted).
         """
-        names = list(dict.fromkeys(hostnames))
-        answered = self._ask_backend(names)
-        reports = {name: answered.get(name) or self._unmentioned(name)
-                   for name in names}
-        if self.max_report_age > 0:
-            now = self._wall_clock()
-            reports = {n: self._check_age(r, now) for n, r in reports.items()}
-        return reports
+        try:
+            names = list(dict.fromkeys(hostnames))
+            answered = self._ask_backend(names)
+            reports = {name: answered.get(name) or self._unmentioned(name)
+                       for name in names}
+            if self.max_report_age > 0:
+                now = self._wall_clock()
+                reports = {n: self._check_age(r, now)
+                           for n, r in reports.items()}
+            return reports
+        except Exception as exc:  # noqa: BLE001 - the outermost boundary
+            raise AttestationError(self._describe(exc)) from None
 
     def invalidate(self) -> None:
         """Forget every cached answer and any remembered failure."""
@@ -199,8 +253,7 @@ class AttestationClient:
         try:
             answered = self._ask_backend(names)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
-            message = (str(exc) if isinstance(exc, AttestationError)
-                       else f"backend error {type(exc).__name__}: {exc}")
+            message = self._describe(exc)
             now = self._clock()
             failure = _Failure(now + self.failure_retry_interval, now,
                                message)
@@ -227,21 +280,71 @@ class AttestationClient:
             chunk = names[offset:offset + size]
             self.stats.backend_calls += 1
             self.stats.hosts_asked += len(chunk)
-            result = self.backend.attest(chunk)
+            result = self._attest_within_deadline(chunk)
+            if not isinstance(result, dict):
+                raise AttestationError(
+                    f"backend {self._backend_name()} answered with a "
+                    f"{type(result).__name__}, not a dict")
             asked = set(chunk)
             for name, report in result.items():
-                # The backend contract forbids this; a client that acted on
-                # it would let one host's answer stand for another's.
-                if name not in asked or not isinstance(report, HostReport) \
+                # The backend contract forbids anything else; a client that
+                # acted on it would let one host's answer stand for
+                # another's, or a look-alike string stand for a level.
+                if name not in asked or type(report) is not HostReport \
                         or report.hostname != name:
                     raise AttestationError(
-                        f"backend {self.backend.name} answered for "
-                        f"{name!r}, which was not asked about")
+                        f"backend {self._backend_name()} answered for "
+                        f"{str(name)[:80]!r}, which was not asked about")
+                if type(report.level) is not TrustLevel or \
+                        not isinstance(report.reason, str):
+                    raise AttestationError(
+                        f"backend {self._backend_name()} gave {name!r} a "
+                        "report without a trust level")
                 answered[name] = report
         LOG.debug("Asked %s about %d host(s) in %.3fs",
                   self.backend.describe(), len(names),
                   time.monotonic() - start)
         return answered
+
+    def _attest_within_deadline(self, names: list[str]
+                                ) -> dict[str, HostReport]:
+        """``backend.attest(names)``, given up at the backend's deadline.
+
+        A worker thread rather than a timer around the call: nothing can
+        interrupt a call from outside in Python, so the caller waits for
+        the worker's result with a timeout and abandons it if it is late.
+        The worker is a daemon: it cannot keep the process alive.
+        """
+        stray = self._stray
+        if stray is not None and stray.is_alive():
+            raise AttestationError(
+                f"{self.backend.describe()} has not ended an exchange that "
+                "was abandoned at its deadline; not starting another")
+        self._stray = None
+        budget = float(getattr(self.backend, "timeout", 10.0))
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome.append((True, self.backend.attest(names)))
+            except BaseException as exc:  # noqa: BLE001 - handed over
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, daemon=True,
+                                  name="trustpool-attest")
+        worker.start()
+        if not done.wait(budget + _ABANDON_MARGIN):
+            self._stray = worker
+            raise AttestationError(
+                f"{self.backend.describe()} did not answer within "
+                f"{budget:g}s; the exchange was abandoned")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
 
     def _unmentioned(self, name: str) -> HostReport:
         return HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
@@ -261,17 +364,47 @@ class AttestationClient:
         return {name: HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
                                  reason) for name in names}
 
+    def _backend_name(self) -> str:
+        name = getattr(self.backend, "name", None)
+        return name if isinstance(name, str) else "?"
+
+    def _describe(self, exc: BaseException) -> str:
+        """A one-line, redacted message for ``exc``: its own text when it
+        is the library's error, its type and text otherwise."""
+        if isinstance(exc, AttestationError):
+            text = self.redact(exc)
+        else:
+            text = f"{type(exc).__name__}: {self.redact(exc)}"
+        return " ".join(text.split())[:500]
+
+    def _log_unexpected(self, during: str, exc: BaseException) -> str:
+        """Log an exception that reached the outermost boundary, at most
+        once a minute for the same text; returns the hosts' reason."""
+        message = self._describe(exc)
+        reason = f"unexpected error during {during}: {message}"
+        now = self._clock()
+        last = self._logged.get(reason)
+        if last is None or now - last >= _REPEAT_LOG_INTERVAL:
+            if len(self._logged) > 64:
+                self._logged.clear()
+            self._logged[reason] = now
+            LOG.error("Attestation client: %s; the hosts count as unknown",
+                      reason)
+        return reason
+
     def _check_age(self, report: HostReport, now: float) -> HostReport:
         if report.level is TrustLevel.UNKNOWN:
             return report
         vtime = report.vtime
         if vtime is None:
-            if report.vtime_text is None:
-                return report  # the server gives no time: nothing to check
+            # No readable time, no proof of freshness: with an age limit
+            # set, that is doubt, and doubt is unknown.
+            seen = ("the server gave no time" if report.vtime_text is None
+                    else f"the server's time {report.vtime_text[:40]!r} "
+                    "cannot be read")
             return report.with_level(
                 TrustLevel.UNKNOWN,
-                f"the server's time {report.vtime_text[:40]!r} cannot be "
-                f"read, so max_report_age cannot be checked; it said "
+                f"{seen}, so max_report_age cannot be checked; it said "
                 f"{report.level.value!r}")
         age = now - vtime.timestamp()
         if age > self.max_report_age:

@@ -55,7 +55,7 @@ class HostReport(NamedTuple):
             return None
         try:
             return _parse_cached(self.vtime_text)
-        except ValueError:
+        except Exception:  # noqa: BLE001 - unreadable is all that matters
             return None
 
     def with_level(self, level: TrustLevel, reason: str) -> HostReport:

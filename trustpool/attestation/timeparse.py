@@ -36,8 +36,17 @@ def parse_vtime(text: str) -> datetime.datetime:
 
     Times without an offset are taken as UTC, as OpenAttestation means them.
 
-    :raises ValueError: when ``text`` is in none of the known forms.
+    :raises ValueError: when ``text`` is in none of the known forms, or
+        names a time that does not exist or cannot be moved to UTC (year
+        9999 at UTC-23:59 lies past the last year Python can hold).
     """
+    try:
+        return _parse(text)
+    except (OverflowError, ArithmeticError) as exc:
+        raise ValueError(f"time out of range: {str(text)[:64]!r}") from exc
+
+
+def _parse(text: str) -> datetime.datetime:
     if not isinstance(text, str):
         raise ValueError(f"time is not a string: {text!r}")
     text = text.strip()

@@ -29,6 +29,7 @@ from trustpool.attestation import (
     HostReport,
     TrustLevel,
 )
+from trustpool.attestation.redact import Redactor
 from trustpool.cmd import audit as audit_cmd
 from trustpool.cmd import checks
 
@@ -75,8 +76,24 @@ def _add_parsers(subparsers: Any) -> None:
 def main(argv: Sequence[str] | None = None, *,
          compute_api: Any = None, placement_api: Any = None) -> int:
     """Run the command; ``compute_api`` and ``placement_api`` replace the
-    clients built from ``[trustpool_nova]`` and ``[placement]`` (tests)."""
+    clients built from ``[trustpool_nova]`` and ``[placement]`` (tests).
+
+    The outermost boundary of every command: whatever goes wrong, of
+    whatever type, the command exits 2 ("could not do its job") with one
+    line on standard error, with every configured secret masked; never a
+    traceback, and never exit 1, which means "not trusted".
+    """
     conf = cfg.ConfigOpts()
+    try:
+        return _main(conf, argv, compute_api, placement_api)
+    except Exception as exc:  # noqa: BLE001 - the outermost boundary
+        redact = Redactor(tp_conf.secret_values(conf))
+        text = " ".join(redact(exc).split())[:500]
+        return _fail(f"unexpected {type(exc).__name__}: {text}")
+
+
+def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
+          compute_api: Any, placement_api: Any) -> int:
     oslo_logging.register_options(conf)
     # Standard output carries the command's answer (JSON for scripts);
     # logs go to standard error unless nova.conf sends them elsewhere.

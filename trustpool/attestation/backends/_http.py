@@ -1,10 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """HTTPS plumbing shared by the HTTP backends.
 
-Two things requests does not do on its own and a scheduler needs: a hard
-deadline for the whole answer (requests' read timeout is per socket read,
-so a server dripping one byte at a time could hold a scheduling request
-forever), and a cap on the size of the answer.
+Two things requests does not do on its own and a scheduler needs: one
+absolute deadline for a whole exchange, and a cap on the size of the
+answer.
+
+requests' timeouts are per socket operation, so a peer that drips its
+status line, headers, the size lines of a chunked body, the TLS handshake
+or the body one byte at a time keeps a request alive with no upper bound.
+Checking the clock between reads cannot help while a read is inside
+http.client's header parser. So each exchange has a watchdog: at the
+deadline it shuts the connection's socket down (``shutdown(2)`` on a
+duplicate of the descriptor, which wakes any read blocked on the socket,
+in native threads and eventlet alike), and the exchange then fails as
+"did not finish in time", whatever the read in progress made of the cut.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import threading
 import time
 from typing import Any
 
@@ -22,7 +32,7 @@ import urllib3.connection
 
 from trustpool.exceptions import AttestationError
 
-__all__ = ["HttpSettings", "JsonClient"]
+__all__ = ["HttpSettings", "JsonClient", "loads_strict"]
 
 _CHUNK = 256 * 1024
 
@@ -40,6 +50,14 @@ class HttpSettings:
     #: the name the server's certificate must carry, when it is not the
     #: host connected to (Keylime 6.x certificates name no IP address)
     server_name: str | None = None
+    #: the option that sets ``cert_file``, named in the hint a TLS failure
+    #: without a client certificate gets
+    cert_option: str = "client_cert_file"
+
+    @property
+    def budget(self) -> float:
+        """Seconds one whole exchange may take."""
+        return self.connect_timeout + self.read_timeout
 
     def cert(self) -> str | tuple[str, str] | None:
         if self.cert_file and self.key_file:
@@ -47,12 +65,102 @@ class HttpSettings:
         return self.cert_file
 
 
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = urllib3.connection.HTTPConnection
+class _Exchange:
+    """One request's deadline, and the sockets to cut when it passes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: list[Any] = []
+        self.expired = False
+
+    def watch(self, conn: Any) -> None:
+        with self._lock:
+            self._connections.append(conn)
+            expired = self.expired
+        if expired:
+            _cut(conn)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            connections = list(self._connections)
+        for conn in connections:
+            _cut(conn)
 
 
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = urllib3.connection.HTTPSConnection
+#: the exchange each thread is in; a request runs in one thread, and the
+#: connection classes below find their exchange here
+_current = threading.local()
+
+
+def _cut(conn: Any) -> None:
+    killer = getattr(conn, "_tp_killer", None)
+    if killer is not None:
+        try:
+            killer.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed: nothing left to cut
+
+
+class _WatchedConnection:
+    """Mixin for urllib3 connections: keep a duplicate of each new socket.
+
+    The duplicate is what the watchdog shuts down. It is taken before TLS
+    wraps the socket (wrapping detaches the original object, so only a
+    second descriptor reaches the socket during the handshake), and closed
+    with the connection.
+    """
+
+    _tp_killer: socket.socket | None = None
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        self._close_killer()
+        self._tp_killer = sock.dup()
+        exchange = getattr(_current, "exchange", None)
+        if exchange is not None:
+            exchange.watch(self)
+        return sock
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            self._close_killer()
+
+    def _close_killer(self) -> None:
+        killer, self._tp_killer = self._tp_killer, None
+        if killer is not None:
+            killer.close()
+
+
+class _HTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection,
+                       urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedPool:
+    """Mixin for urllib3 pools: a kept-alive connection taken from the
+    pool joins the exchange of the thread that takes it."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        exchange = getattr(_current, "exchange", None)
+        if exchange is not None:
+            exchange.watch(conn)
+        return conn
+
+
+class _HTTPPool(_WatchedPool, urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(_WatchedPool, urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
 
 
 class _PinnedAdapter(requests.adapters.HTTPAdapter):
@@ -98,16 +206,52 @@ class JsonClient:
 
     def request(self, method: str, url: str, *,
                 headers: dict[str, str] | None = None,
-                body: Any = None) -> tuple[int, Any]:
+                body: Any = None,
+                deadline: float | None = None) -> tuple[int, Any]:
         """Send one request and return ``(status, decoded JSON body)``.
 
+        :param deadline: a ``time.monotonic()`` value by which the whole
+            exchange (connect, TLS, status line, headers, chunk framing,
+            body) must be over; by default ``connect_timeout +
+            read_timeout`` from now. A backend that makes several requests
+            for one answer passes the same deadline to each.
         :raises AttestationError: on any transport or TLS failure, a status
             outside 2xx (except 404, returned to the caller), a body over
-            the size cap or past the deadline, or a body that is not JSON.
+            the size cap, an exchange past the deadline, or a body that is
+            not strict JSON.
         """
+        own = time.monotonic() + self.settings.budget
+        deadline = own if deadline is None else min(deadline, own)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AttestationError(self._late(url))
+        exchange = _Exchange()
+        watchdog = threading.Timer(remaining, exchange.expire)
+        watchdog.daemon = True
+        outer = getattr(_current, "exchange", None)
+        _current.exchange = exchange
+        watchdog.start()
+        try:
+            status, raw, kind = self._exchange(method, url, headers, body,
+                                               deadline, exchange)
+        finally:
+            watchdog.cancel()
+            _current.exchange = outer
+        if status == 404:
+            return status, None
+        try:
+            return status, loads_strict(raw)
+        except AttestationError as exc:
+            raise AttestationError(
+                f"{url} answered with a body that is not JSON "
+                f"({kind}): {exc}") from None
+
+    def _exchange(self, method: str, url: str,
+                  headers: dict[str, str] | None, body: Any,
+                  deadline: float, exchange: _Exchange
+                  ) -> tuple[int, bytes, str]:
+        """Status, raw body and content type; fails past the deadline."""
         settings = self.settings
-        deadline = (time.monotonic() + settings.connect_timeout
-                    + settings.read_timeout)
         try:
             response = self._session.request(
                 method, url, headers=headers, json=body, stream=True,
@@ -115,46 +259,69 @@ class JsonClient:
                 # would hand the trust decision to another host.
                 allow_redirects=False,
                 timeout=(settings.connect_timeout, settings.read_timeout))
-        except requests.exceptions.SSLError as exc:
-            raise AttestationError(f"TLS failure talking to {url}: "
-                                   f"{_root_cause(exc)}") from None
-        except requests.exceptions.Timeout:
-            raise AttestationError(f"timed out talking to {url}") from None
-        except requests.exceptions.RequestException as exc:
-            raise AttestationError(f"cannot reach {url}: "
-                                   f"{_root_cause(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - requests, urllib3, ssl...
+            if exchange.expired:
+                raise AttestationError(self._late(url)) from None
+            raise AttestationError(self._transport_error(url, exc)) from None
         with response:
             status = response.status_code
+            if exchange.expired:
+                raise AttestationError(self._late(url))
             if status == 404:
-                return status, None
+                return status, b"", ""
             if not 200 <= status < 300:
                 raise AttestationError(
-                    f"{url} answered HTTP {status} {response.reason}"
-                    f"{_location(response)}")
-            raw = self._read_body(response, url, deadline)
-        try:
-            return status, json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            kind = response.headers.get("Content-Type", "no content type")
-            raise AttestationError(
-                f"{url} answered with a body that is not JSON ({kind}): "
-                f"{exc}") from None
+                    f"{url} answered HTTP {status} "
+                    f"{_printable(response.reason)}{_location(response)}")
+            raw = self._read_body(response, url, deadline, exchange)
+            kind = _printable(response.headers.get("Content-Type",
+                                                   "no content type"))
+        if exchange.expired:
+            # the watchdog cut the body short: what was read is not the
+            # whole answer, however it parses
+            raise AttestationError(self._late(url))
+        return status, raw, kind
+
+    def _transport_error(self, url: str, exc: BaseException) -> str:
+        cause = _root_cause(exc)
+        if isinstance(exc, requests.exceptions.SSLError):
+            text = f"TLS failure talking to {url}: {cause}"
+        elif isinstance(exc, requests.exceptions.Timeout):
+            return f"timed out talking to {url}"
+        elif isinstance(exc, requests.exceptions.RequestException):
+            text = f"cannot reach {url}: {cause}"
+        else:
+            text = (f"cannot talk to {url}: {type(exc).__name__}: "
+                    f"{cause}")
+        return text + self._client_cert_hint(cause)
+
+    def _client_cert_hint(self, cause: str) -> str:
+        """Servers that require a client certificate end the handshake
+        with an alert, or just close it ("EOF occurred in violation of
+        protocol"); neither says why, so we do."""
+        if self.settings.cert_file:
+            return ""
+        lowered = cause.lower()
+        if any(word in lowered for word in _CLIENT_CERT_SIGNS):
+            return (f" (the server probably requires a client certificate;"
+                    f" set {self.settings.cert_option})")
+        return ""
 
     def _read_body(self, response: requests.Response, url: str,
-                   deadline: float) -> bytes:
+                   deadline: float, exchange: _Exchange) -> bytes:
         limit = self.settings.max_bytes
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise AttestationError(
-                f"{url} announced a {declared}-byte answer, over the "
-                f"{limit}-byte limit (max_response_bytes)")
+                f"{url} announced a {_printable(declared)}-byte answer, over "
+                f"the {limit}-byte limit (max_response_bytes)")
         sock = _socket_of(response)
         parts: list[bytes] = []
         size = 0
         try:
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or exchange.expired:
                     raise AttestationError(self._late(url))
                 if sock is not None:
                     sock.settimeout(min(remaining, self.settings.read_timeout))
@@ -170,9 +337,9 @@ class JsonClient:
         except AttestationError:
             raise
         except Exception as exc:  # noqa: BLE001 - urllib3 has many types
+            if exchange.expired or time.monotonic() >= deadline - 0.05:
+                raise AttestationError(self._late(url)) from None
             if _is_timeout(exc):
-                if time.monotonic() >= deadline - 0.05:
-                    raise AttestationError(self._late(url)) from None
                 raise AttestationError(
                     f"{url} sent nothing for {self.settings.read_timeout:g}s "
                     f"(read_timeout)") from None
@@ -182,9 +349,59 @@ class JsonClient:
         return b"".join(parts)
 
     def _late(self, url: str) -> str:
-        budget = self.settings.connect_timeout + self.settings.read_timeout
-        return (f"{url} did not finish its answer within {budget:g}s "
-                f"(connect_timeout + read_timeout)")
+        return (f"{url} did not finish its answer within "
+                f"{self.settings.budget:g}s (connect_timeout + "
+                f"read_timeout)")
+
+
+_CLIENT_CERT_SIGNS = ("certificate required", "eof occurred",
+                      "handshake failure", "unexpected eof",
+                      "connection reset", "alert bad certificate")
+
+
+def loads_strict(raw: bytes) -> Any:
+    """Decode JSON that a trust decision can rest on.
+
+    Refuses what :func:`json.loads` quietly accepts or chokes on: a key
+    twice in one object (read last-wins, so ``{"trust_lvl": "untrusted",
+    "trust_lvl": "trusted"}`` would say trusted), ``NaN``/``Infinity``,
+    and nesting deep enough to raise ``RecursionError``.
+
+    :raises AttestationError: on anything but strict JSON.
+    """
+    try:
+        return json.loads(raw, object_pairs_hook=_unique_keys,
+                          parse_constant=_no_constant)
+    except AttestationError:
+        raise
+    except RecursionError:
+        raise AttestationError("nested too deeply") from None
+    except (ValueError, TypeError) as exc:  # incl. UnicodeDecodeError
+        raise AttestationError(str(exc)[:200]) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise AttestationError(
+                    f"the key {_printable(key)!r} appears twice in one "
+                    "object")
+            seen.add(key)
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise AttestationError(f"{name} is not a JSON number")
+
+
+def _printable(text: object, limit: int = 80) -> str:
+    """A peer-supplied string, shortened and stripped of control
+    characters, fit for a one-line log message."""
+    value = str(text)[:limit]
+    return "".join(c if c.isprintable() else "?" for c in value)
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
@@ -194,12 +411,14 @@ def _socket_of(response: requests.Response) -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    while exc is not None:
+def _is_timeout(exc: BaseException | None) -> bool:
+    for _ in range(10):  # bounded: a chain can be made to loop
+        if exc is None:
+            return False
         if isinstance(exc, (TimeoutError, socket.timeout)) or (
-                "timed out" in str(exc).lower()):
+                "timed out" in _text(exc).lower()):
             return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        exc = exc.__cause__ or exc.__context__
     return False
 
 
@@ -215,10 +434,17 @@ def _root_cause(exc: BaseException) -> str:
         if inner is None:
             break
         exc = inner
-    text = str(exc) or type(exc).__name__
-    return text[:300]
+    return _printable(_text(exc) or type(exc).__name__, 300)
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ says nothing
+        return type(exc).__name__
 
 
 def _location(response: requests.Response) -> str:
     target = response.headers.get("Location")
-    return f" (redirect to {target!r} not followed)" if target else ""
+    return (f" (redirect to {_printable(target)!r} not followed)"
+            if target else "")

@@ -9,12 +9,14 @@ fails are the client's job (:mod:`trustpool.attestation.client`).
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import ClassVar
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from oslo_config import cfg
 
 from trustpool.attestation.model import HostReport
+from trustpool.exceptions import AttestationError
 
 __all__ = ["AttestationBackend"]
 
@@ -31,6 +33,14 @@ class AttestationBackend(abc.ABC):
     The constructor checks the backend's own options and raises
     :class:`~trustpool.exceptions.ConfigurationError` naming the first bad
     one, so a broken configuration stops the scheduler at start-up.
+
+    Whatever a subclass's :meth:`attest` and :meth:`list_hosts` raise
+    besides :class:`~trustpool.exceptions.AttestationError` (a
+    ``RecursionError`` from a deep answer, an ``OverflowError`` from a huge
+    number, a plain bug) is turned into an ``AttestationError`` on the way
+    out, by :meth:`__init_subclass__`: the contract holds for every
+    backend, including ones written elsewhere, without each having to
+    think of every exception its parser can meet.
     """
 
     #: The entry point name; shown in reports and logs.
@@ -45,8 +55,26 @@ class AttestationBackend(abc.ABC):
     #: can list them without building the backend.
     CONFIG_OPTS: ClassVar[list[tuple[str, list[cfg.Opt]]]] = []
 
+    #: Seconds one :meth:`attest` call may take in all, every request of
+    #: it included. HTTP backends set it to ``connect_timeout +
+    #: read_timeout``; the client abandons a call that takes longer.
+    timeout: float = 10.0
+
+    #: Values that must never appear in any output (an auth blob sent as
+    #: a header, say). The client masks them in every message it builds
+    #: from an exception.
+    secrets: Sequence[str] = ()
+
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self.conf = conf
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for method in ("attest", "list_hosts"):
+            function = cls.__dict__.get(method)
+            if function is not None and not getattr(function, "_guarded",
+                                                    False):
+                setattr(cls, method, _guarded(function))
 
     @abc.abstractmethod
     def attest(self, hostnames: Sequence[str]) -> dict[str, HostReport]:
@@ -77,3 +105,32 @@ class AttestationBackend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional, nothing by default
         """Release connections; the backend is not used afterwards."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(function: _F) -> _F:
+    """``function`` raising only AttestationError (and NotImplementedError,
+    which :meth:`AttestationBackend.list_hosts` may raise by contract)."""
+
+    @functools.wraps(function)
+    def guarded(self: AttestationBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(self, *args, **kwargs)
+        except (AttestationError, NotImplementedError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the point of the guard
+            raise AttestationError(
+                f"the {self.name} backend failed: {type(exc).__name__}: "
+                f"{_text(exc)}") from None
+
+    guarded._guarded = True  # type: ignore[attr-defined]
+    return guarded  # type: ignore[return-value]
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)[:200]
+    except Exception:  # noqa: BLE001 - a broken __str__ says nothing
+        return "(no message)"

@@ -74,7 +74,10 @@ class OATBackend(AttestationBackend):
                          "Content-Type": "application/json"}
         if group.attestation_auth_blob:
             self._headers["x-auth-blob"] = group.attestation_auth_blob
-        self._http = JsonClient(http_settings(conf))
+            self.secrets = (group.attestation_auth_blob,)
+        settings = http_settings(conf)
+        self.timeout = settings.budget
+        self._http = JsonClient(settings)
         if group.attestation_scheme == "http":
             LOG.warning("Attestation answers from %s travel in plain text "
                         "(attestation_scheme = http): anyone on the network "
