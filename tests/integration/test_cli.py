@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests.support import leakcheck
 from tests.support.oat_server import OATServer
 
 
@@ -193,3 +194,48 @@ def test_audit_without_nova_credentials_exits_2(oat_conf):
     assert result.stderr.strip() == (
         "trustpool: [trustpool_nova] auth_type: not set: trustpool audit "
         "needs credentials for the Nova API")
+
+
+def test_check_config_refuses_a_multi_line_auth_blob(tmp_path):
+    leakcheck.register("cli-blob-first-line")
+    path = write_conf(tmp_path, """
+[trusted_computing]
+attestation_server = 127.0.0.1
+attestation_auth_blob = cli-blob-first-line
+    cli-blob-second-line
+""")
+    result = trustpool("check-config", conf_path=path)
+    assert result.returncode == 1
+    assert "[trusted_computing] attestation_auth_blob" in result.stdout
+    assert "line break" in result.stdout
+    status = trustpool("status", "n1", conf_path=path)
+    assert status.returncode == 2
+    for out in (result.stdout, result.stderr, status.stdout, status.stderr):
+        assert "cli-blob" not in out
+
+
+def test_an_unexpected_exception_exits_2_with_one_line(tmp_path):
+    """A bug anywhere in a command (here: in printing the table) must not
+    become a traceback and exit 1 ("not trusted")."""
+    trust_file = tmp_path / "levels.json"
+    trust_file.write_text('{"hosts": {"n1": "trusted"}}')
+    path = write_conf(tmp_path, f"""
+[trusted_computing]
+backend = file
+attestation_auth_blob = never-shown-blob
+[trust_file]
+path = {trust_file}
+""")
+    code = (
+        "import sys\n"
+        "from trustpool.cmd import main as m\n"
+        "m._table = lambda rows: 1 / 0\n"
+        "main = m.main\n"
+        f"sys.exit(main(['--config-file', {str(path)!r}, 'status']))\n")
+    result = subprocess.run([sys.executable, "-c", code],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("trustpool: unexpected ZeroDivisionError")

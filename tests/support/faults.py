@@ -102,6 +102,32 @@ def _huge(request: Request) -> None:
     _raw(request, head, parts)
 
 
+def _drip_headers(request: Request) -> None:
+    # each byte arrives well within read_timeout: only an absolute
+    # deadline ends this
+    head = b"HTTP/1.1 200 OK\r\n" + b"X-Padding: abcdefgh\r\n" * 500
+    _raw(request, b"", [bytes([b]) for b in head], pause=0.2)
+
+
+def _drip_chunk_size(request: Request) -> None:
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    # a chunk-size line with an extension that never ends
+    _raw(request, head, [b"5;"] + [b"x"] * 5000, pause=0.2)
+
+
+def _deep_json(request: Request) -> Response:
+    return Response(200, b"[" * 200_000 + b"]" * 200_000)
+
+
+def _duplicate_keys(request: Request) -> Response:
+    # last-wins parsing would read every host as trusted
+    entries = ",".join(
+        f'{{"host_name": "{n}", "trust_lvl": "untrusted", '
+        f'"trust_lvl": "trusted"}}' for n in _asked(request))
+    return Response(200, f'{{"hosts": [{entries}]}}'.encode())
+
+
 def _status(code: int) -> Callable[[Request], Response]:
     return lambda r: _json({"error": "nope"}, code)
 
@@ -137,6 +163,17 @@ RESPONDERS: dict[str, Callable[[Request], Response | None]] = {
     "vtime_past": lambda r: _json({"hosts": _trusted(
         _asked(r), _stamp(days=-400))}),
     "huge_body": _huge,
+    "drip_headers": _drip_headers,
+    "drip_chunk_size": _drip_chunk_size,
+    "deep_json": _deep_json,
+    "duplicate_keys": _duplicate_keys,
+    "vtime_overflow": lambda r: _json({"hosts": _trusted(
+        _asked(r), "9999-12-31T23:59:59-23:59")}),
+    "vtime_missing": lambda r: _json({"hosts": [
+        {"host_name": n, "trust_lvl": "trusted"} for n in _asked(r)]}),
+    "vtime_not_text": lambda r: _json({"hosts": [
+        {"host_name": n, "trust_lvl": "trusted", "vtime": [1700000000]}
+        for n in _asked(r)]}),
 }
 
 AGE = {"max_report_age": 300}
@@ -175,6 +212,23 @@ FAULTS: dict[str, Fault] = {
                         "max_report_age = 300", "stale:", options=AGE),
     "huge_body": Fault("a 60 MB answer (over max_response_bytes)",
                        "max_response_bytes"),
+    "drip_headers": Fault("response headers, one byte every 0.2 s",
+                          "did not finish its answer"),
+    "drip_chunk_size": Fault("a chunked body whose size line drips, one "
+                             "byte every 0.2 s", "did not finish its answer"),
+    "deep_json": Fault("200,000 nested lists (RecursionError in a JSON "
+                       "parser)", "nested too deeply"),
+    "duplicate_keys": Fault("each entry says trust_lvl twice: untrusted, "
+                            "then trusted", "appears twice in one object"),
+    "vtime_overflow": Fault("all trusted, vtime 9999-12-31T23:59:59-23:59 "
+                            "(past the last representable year in UTC), "
+                            "max_report_age = 300", "cannot be read",
+                            options=AGE),
+    "vtime_missing": Fault("all trusted, no vtime, max_report_age = 300",
+                           "gave no time", options=AGE),
+    "vtime_not_text": Fault("all trusted, vtime a list, "
+                            "max_report_age = 300", "gave no time",
+                            options=AGE),
     "tls_wrong_ca": Fault("certificate from a CA trustpool does not trust",
                           "certificate verify failed"),
     "tls_expired": Fault("expired server certificate",

@@ -9,6 +9,7 @@ tests: auth blobs, and every line of every PEM the test PKI writes.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -25,11 +26,26 @@ def register(secret: str | bytes) -> None:
     if isinstance(secret, bytes):
         secret = secret.decode()
     with _lock:
-        if "-----BEGIN" in secret:
-            _secrets.update(line for line in secret.splitlines()
-                            if line and not line.startswith("-----"))
-        elif len(secret) >= 8:
-            _secrets.add(secret)
+        _secrets.update(forms(secret))
+
+
+def forms(secret: str) -> set[str]:
+    """What to look for: a PEM's body lines; otherwise the value, each
+    line of a multi-line value, and the quoted spellings (repr, JSON) under
+    which a library's message shows it, with a line break as ``\\n``."""
+    if "-----BEGIN" in secret:
+        return {line for line in secret.splitlines()
+                if line and not line.startswith("-----")}
+    found = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]}
+    found.update(line.strip() for line in secret.splitlines())
+    return {f for f in found if len(f) >= 8}
+
+
+def scan_text(text: str) -> list[str]:
+    """The secrets registered so far that ``text`` contains (for outputs
+    that are not log records: CLI output, reasons, audit events)."""
+    with _lock:
+        return [s for s in _secrets if s in text]
 
 
 def _scan(record: logging.LogRecord) -> None:
@@ -42,9 +58,8 @@ def _scan(record: logging.LogRecord) -> None:
     if record.exc_text:
         text += " " + record.exc_text
     with _lock:
-        for secret in _secrets:
-            if secret in text:
-                _leaks.append(f"{record.name}: {text[:200]}")
+        if any(secret in text for secret in _secrets):
+            _leaks.append(f"{record.name}: {text[:200]}")
 
 
 def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 
 import pytest
 
@@ -391,3 +392,153 @@ def test_unreadable_server_time_fails_the_age_check(clock):
     assert "'last tuesday' cannot be read" in report.reason
     plain = make(ScriptedBackend({"a": T}), clock)
     assert plain.level("a").level is T  # no age check: vtime is only data
+
+
+# -- fail closed by construction (issue 14) ---------------------------------
+
+class HangingBackend(ScriptedBackend):
+    """Never returns until released: a blocking file, a plugin's bug."""
+
+    timeout = 0.3
+
+    def __init__(self, table=None):
+        super().__init__(table)
+        self.release = threading.Event()
+
+    def attest(self, hostnames):
+        self.calls.append(list(hostnames))
+        self.release.wait(20)
+        return {}
+
+
+def test_a_hung_backend_is_abandoned_at_its_deadline_and_remembered(clock):
+    backend = HangingBackend({"a": T})
+    client = make(backend, clock, failure_retry_interval=30)
+    try:
+        start = time.monotonic()
+        report = client.level("a")
+        elapsed = time.monotonic() - start
+        assert report.level is K
+        assert "did not answer within 0.3s" in report.reason
+        assert elapsed < 0.3 + 1.0
+        # remembered: the next caller neither waits nor asks again
+        start = time.monotonic()
+        assert client.level("a").level is K
+        assert time.monotonic() - start < 0.1
+        assert len(backend.calls) == 1
+        # after the retry interval, a worker still stuck means no new call:
+        # one stray thread at most, whatever the peer does
+        clock.advance(31)
+        report = client.level("a")
+        assert report.level is K
+        assert "has not ended an exchange" in report.reason
+        assert len(backend.calls) == 1
+    finally:
+        backend.release.set()
+
+
+def test_a_stray_that_ended_lets_the_next_call_through(clock):
+    backend = HangingBackend({"a": T})
+    client = make(backend, clock, failure_retry_interval=1)
+    client.level("a")
+    backend.release.set()
+    client._stray.join(5)
+    clock.advance(2)
+    backend.attest = lambda names: {"a": HostReport("a", T, "s", "ok")}
+    assert client.level("a").level is T
+
+
+@pytest.mark.parametrize("error", [
+    RecursionError("maximum recursion depth exceeded"),
+    OverflowError("date value out of range"),
+    UnicodeEncodeError("latin-1", "\u20ac", 0, 1, "ordinal not in range"),
+    KeyError("hosts"), MemoryError(), ZeroDivisionError()])
+def test_any_exception_type_is_unknown_and_remembered(clock, error, caplog):
+    backend = ScriptedBackend({"a": T})
+    backend.error = error
+    client = make(backend, clock)
+    with caplog.at_level(logging.WARNING, "trustpool"):
+        report = client.level("a")
+        client.level("a")
+    assert report.level is K
+    assert type(error).__name__ in report.reason
+    assert len(backend.calls) == 1
+    assert len([r for r in caplog.records if "failed" in r.message]) == 1
+    with pytest.raises(AttestationError):
+        client.attest_uncached(["a"])
+
+
+def test_levels_never_raises_even_when_its_own_code_does(clock, caplog):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+
+    def broken(names, now):
+        raise RuntimeError("bug in the cache")
+
+    client._cache.lookup = broken
+    with caplog.at_level(logging.ERROR, "trustpool"):
+        reports = client.levels(["a", "b"])
+        client.levels(["a", "b"])
+    assert levels(reports) == {"a": K, "b": K}
+    assert "RuntimeError: bug in the cache" in reports["a"].reason
+    # logged once, not once per scheduling request
+    assert len(caplog.records) == 1
+
+
+def test_names_that_cannot_be_read_get_no_report(clock):
+    client = make(ScriptedBackend({"a": T}), clock)
+
+    def names():
+        yield "a"
+        raise ValueError("host list broke")
+
+    assert client.levels(names()) == {}
+    assert client.levels([["unhashable"]]) == {}
+    assert client.levels(["a", 7, None]).keys() == {"a"}
+
+
+@pytest.mark.parametrize("answer", [
+    {"a": HostReport("a", "trusted", "s", "a plain string level")},
+    {"a": HostReport("a", T, "s", None)},
+    {"a": ("a", T, "s", "a tuple, not a report")},
+    ["a"],
+])
+def test_look_alike_answers_are_refused(clock, answer):
+    backend = ScriptedBackend()
+    backend.attest = lambda names: answer
+    client = make(backend, clock)
+    assert client.level("a").level is K
+
+
+def test_overflowing_server_time_is_unknown_not_an_exception(clock):
+    backend = ScriptedBackend({"a": T})
+    backend.vtime = "9999-12-31T23:59:59-23:59"
+    client = make(backend, clock, max_report_age=300)
+    report = client.level("a")
+    assert report.level is K
+    assert "cannot be read" in report.reason
+
+
+@pytest.mark.parametrize("level", [T, U])
+def test_no_server_time_is_no_proof_of_freshness(clock, level):
+    backend = ScriptedBackend({"a": level})
+    client = make(backend, clock, max_report_age=300)
+    report = client.level("a")
+    assert report.level is K
+    assert "gave no time" in report.reason
+    # without an age limit, a missing time is nobody's business
+    assert make(backend, clock).level("a").level is level
+
+
+def test_secrets_are_masked_in_every_reason(clock):
+    secret = "blob-line-one\nblob-line-two"
+    backend = ScriptedBackend({"a": T})
+    backend.secrets = (secret,)
+    backend.error = ValueError(f"Invalid header value {secret!r}")
+    client = make(backend, clock)
+    reason = client.level("a").reason
+    assert "blob-line" not in reason
+    assert "***" in reason
+    with pytest.raises(AttestationError) as err:
+        client.attest_uncached(["a"])
+    assert "blob-line" not in str(err.value)

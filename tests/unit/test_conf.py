@@ -7,11 +7,13 @@ import subprocess
 import sys
 
 import pytest
+from oslo_config import cfg
 
 from trustpool import conf as tp_conf
 from trustpool.attestation import AttestationClient
 from trustpool.exceptions import ConfigurationError
 
+from tests.support import leakcheck
 from tests.support.config import load_conf
 
 LEGACY_NAMES = ["attestation_server", "attestation_port",
@@ -175,3 +177,35 @@ def test_two_configurations_do_not_share_values():
         c([], default_config_files=[])
     first.set_override("attestation_auth_blob", "x", "trusted_computing")
     assert second.trusted_computing.attestation_auth_blob is None
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    # an indented line after the option continues its value in oslo.config
+    ("attestation_auth_blob = first-half-of-blob\n    second-half-of-blob\n",
+     "line break"),
+    ("attestation_auth_blob = blob-with-\u20ac-sign\n", "Latin-1"),
+])
+def test_header_secrets_that_cannot_be_sent_are_refused(tmp_path, text,
+                                                         needle):
+    leakcheck.register("first-half-of-blob")
+    leakcheck.register("second-half-of-blob")
+    c = load_conf(tmp_path, "[trusted_computing]\n"
+                  "attestation_server = 127.0.0.1\n" + text)
+    with pytest.raises(ConfigurationError) as err:
+        AttestationClient.from_config(c)
+    assert err.value.option == "attestation_auth_blob"
+    assert needle in str(err.value)
+    assert "half-of-blob" not in str(err.value)
+    assert "blob-with" not in str(err.value)
+
+
+def test_secret_values_are_found_in_every_group(tmp_path):
+    c = load_conf(tmp_path, "[trusted_computing]\n"
+                  "attestation_auth_blob = the-blob-value\n")
+    c.register_opts([cfg.StrOpt("password", secret=True),
+                     cfg.StrOpt("user")], group="other")
+    c.set_override("password", "the-password", group="other")
+    c.set_override("user", "not-secret", group="other")
+    found = tp_conf.secret_values(c)
+    assert "the-blob-value" in found and "the-password" in found
+    assert "not-secret" not in found

@@ -20,3 +20,15 @@ def test_a_logged_secret_is_caught(pki):
     leaks = leakcheck.take_leaks()
     assert len(leaks) == 2
     assert leakcheck.take_leaks() == []
+
+
+def test_multi_line_and_quoted_forms_are_caught():
+    leakcheck.install()
+    leakcheck.take_leaks()
+    secret = "two-line-secret-top\ntwo-line-secret-bottom"
+    leakcheck.register(secret)
+    log = logging.getLogger("trustpool.test")
+    log.warning("Invalid header value %r", secret)      # repr: \n escaped
+    log.warning("second line alone: two-line-secret-bottom")
+    assert len(leakcheck.take_leaks()) == 2
+    assert leakcheck.scan_text('"two-line-secret-top\\ntwo-line')
