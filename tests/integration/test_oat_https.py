@@ -12,7 +12,7 @@ import pytest
 
 from trustpool.attestation import AttestationClient, TrustLevel
 
-from tests.support import leakcheck
+from tests.support import faults, leakcheck
 from tests.support.config import point_at
 from tests.support.oat_server import OATServer, Response
 
@@ -107,6 +107,9 @@ def test_client_certificate_presented_and_required(conf, pki):
         without = client_for(conf, server, pki["ca"].cert_path)
         report = without.level("n1")
         assert report.level is TrustLevel.UNKNOWN
+        # the server's alert or bare EOF says nothing; the reason does
+        assert "probably requires a client certificate; set " \
+            "client_cert_file" in report.reason
 
         rogue = client_for(conf, server, pki["ca"].cert_path,
                            client_cert_file=str(pki["rogue_client"].cert),
@@ -302,3 +305,50 @@ def test_threads_share_one_request_to_a_hanging_server(conf, pki):
     assert all(r[n].level is TrustLevel.UNKNOWN for r in results
                for n in ("n1", "n2"))
     assert max(waits) < client.max_wait + 1.0
+
+
+@pytest.mark.parametrize("mode", ["drip", "drip_headers", "drip_chunk_size",
+                                  "hang"])
+def test_one_absolute_deadline_in_native_threads(conf, pki, mode):
+    """However the peer paces its bytes (status line, headers, a chunk's
+    size line, the body), the exchange ends at connect_timeout +
+    read_timeout, the failure is remembered, and a second thread that
+    waited does not pay again. Native threads: Nova is moving to them."""
+    server, options, started = faults.start(mode, pki)
+    try:
+        options.update(connect_timeout=0.5, read_timeout=1.0,
+                       failure_retry_interval=30)
+        for name, value in options.items():
+            conf.set_override(name, value, "trusted_computing")
+        client = AttestationClient.from_config(conf)
+        waits = []
+
+        def ask():
+            start = time.monotonic()
+            waits.append((client.levels(faults.HOSTS),
+                          time.monotonic() - start))
+
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        start = time.monotonic()
+        again = client.levels(faults.HOSTS)
+        fast = time.monotonic() - start
+    finally:
+        for s in started:
+            s.stop()
+    assert len(waits) == 4
+    for reports, elapsed in waits:
+        assert all(r.level is TrustLevel.UNKNOWN for r in reports.values())
+        assert elapsed < 1.5 + 1.0, elapsed
+    assert all(r.level is TrustLevel.UNKNOWN for r in again.values())
+    assert fast < 0.2
+    assert server.polls() == 1
+    assert client.stats.failures == 1
+    # the socket was cut at the deadline (the client's own abandonment of
+    # the call is only the second line of defence): the reason is the
+    # transport's, and no worker thread is left reading
+    assert faults.FAULTS[mode].needle in again["node-a"].reason
+    assert client._stray is None
