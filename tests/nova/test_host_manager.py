@@ -152,6 +152,32 @@ class HostManagerTest(TrustpoolNovaMixin, test.TestCase):
             self.assertEqual(["node-trusted"],
                              sorted(h.nodename for h in result))
 
+    def trusted_filter(self):
+        return next(f for f in self.manager.enabled_filters
+                    if isinstance(f, TrustedFilter))
+
+    def test_nothing_raises_into_nova_whatever_breaks(self):
+        """The filter is one boundary: a bug of any type anywhere below it
+        (here, the rebuild check Nova's own helper makes) passes no host,
+        is logged once with its type, and never reaches Nova."""
+        broken = mock.Mock()
+        broken.request_is_rebuild.side_effect = OverflowError("out of range")
+        with mock.patch("trustpool.filter.scheduler_utils", broken):
+            for _ in range(3):
+                self.assertEqual([], self.passing(request("trusted")))
+        self.assertEqual(1, self.trust_log.output.count(
+            "passes no host for this request: unexpected OverflowError"))
+
+    def test_a_flavor_that_cannot_be_read_passes_no_host(self):
+        class Unreadable:
+            @property
+            def flavor(self):
+                raise RecursionError("lazy-load loop")
+
+        result = self.trusted_filter().filter_all(self.hosts, Unreadable())
+        self.assertEqual([], result)
+        self.assertIn("unexpected RecursionError", self.trust_log.output)
+
 
 class BadConfigTest(TrustpoolNovaMixin, test.NoDBTestCase):
 
