@@ -19,14 +19,17 @@ malformed file fails closed.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
+import stat as stat_mod
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from oslo_config import cfg
 
+from trustpool.attestation.backends._http import loads_strict
 from trustpool.attestation.backends.base import AttestationBackend
 from trustpool.attestation.model import HostReport, TrustLevel
 from trustpool.attestation.timeparse import parse_vtime
@@ -34,6 +37,7 @@ from trustpool.exceptions import AttestationError, ConfigurationError
 
 __all__ = ["FileBackend", "GROUP"]
 
+LOG = logging.getLogger(__name__)
 GROUP = "trust_file"
 
 _opts = [
@@ -53,13 +57,35 @@ _opts = [
 ]
 
 _LEVELS = {level.value: level for level in TrustLevel}
+_READ_CHUNK = 1024 * 1024
+
+#: (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): what says "the
+#: file changed". ctime because ``os.utime`` can put an in-place rewrite's
+#: mtime back, but nothing short of the system clock moves ctime back;
+#: device and inode because a rename over the file can bring a new file
+#: with the old size and times.
+_Signature = tuple[int, int, int, int, int]
 
 
 class FileBackend(AttestationBackend):
-    """Trust levels from a local JSON file."""
+    """Trust levels from a local JSON file.
+
+    The file decides which hosts are trusted, so it is held to what any
+    attestation answer is: only a regular file is read (a FIFO or a device
+    put in its place would block the reading thread, which holds the
+    client's refresh lock, for as long as it likes), every change is seen,
+    and whoever can write it is told about once.
+    """
 
     name = "file"
     CONFIG_OPTS = [(GROUP, _opts)]
+
+    #: A file whose ctime or mtime is this recent is read again on the
+    #: next call even if its signature did not change: timestamps have a
+    #: granularity (a kernel tick on Linux), so a same-size rewrite within
+    #: one tick of the previous read would look unchanged for good. This
+    #: is git's "racily clean" problem and the same cure.
+    settle_seconds: float = 2.0
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)
@@ -70,8 +96,10 @@ class FileBackend(AttestationBackend):
                                      "backend", group=GROUP)
         self._max_bytes: int = group.max_file_bytes
         self._lock = threading.Lock()
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: _Signature | None = None
         self._table: dict[str, HostReport] = {}
+        #: (st_dev, st_ino) of files already warned about as writable
+        self._warned: set[tuple[int, int]] = set()
 
     def describe(self) -> str:
         return f"file {self.path}"
@@ -85,36 +113,116 @@ class FileBackend(AttestationBackend):
 
     def _load(self) -> dict[str, HostReport]:
         try:
-            stat = os.stat(self.path)
+            found = os.stat(self.path)
         except OSError as exc:
             raise AttestationError(
                 f"cannot read trust file {self.path}: {exc.strerror}"
             ) from None
-        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            if signature != self._signature:
-                self._table = self._parse(self._read(stat.st_size))
-                self._signature = signature
-            return self._table
-
-    def _read(self, size: int) -> bytes:
-        if size > self._max_bytes:
+        _require_regular(self.path, found.st_mode)
+        # Bounded even if an earlier reader is stuck in the kernel (a hung
+        # network file system): the caller gets an error, not a wait.
+        if not self._lock.acquire(timeout=self.timeout):
             raise AttestationError(
-                f"trust file {self.path} has {size} bytes, over "
-                f"[{GROUP}] max_file_bytes ({self._max_bytes})")
+                f"trust file {self.path}: an earlier read has not finished "
+                f"within {self.timeout:g}s")
         try:
-            with open(self.path, "rb") as handle:
-                return handle.read(self._max_bytes + 1)
+            self._warn_if_writable(found)
+            if _signature(found) != self._signature:
+                raw, opened = self._read(found)
+                self._table = self._parse(raw)
+                settled = (time.time_ns() - max(opened.st_mtime_ns,
+                                                opened.st_ctime_ns)
+                           > self.settle_seconds * 1e9)
+                self._signature = _signature(opened) if settled else None
+            return self._table
+        finally:
+            self._lock.release()
+
+    def _read(self, expected: os.stat_result
+              ) -> tuple[bytes, os.stat_result]:
+        """The file's bytes, and the status of the file actually read.
+
+        Opened non-blocking (a FIFO swapped in after the ``stat`` must not
+        block the open, as opening a FIFO for reading does until a writer
+        comes) and checked again on the open descriptor: not regular, or
+        not the file that was examined, is refused.
+        """
+        if expected.st_size > self._max_bytes:
+            raise self._too_big(expected.st_size)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK
+                         | getattr(os, "O_CLOEXEC", 0))
         except OSError as exc:
             raise AttestationError(
                 f"cannot read trust file {self.path}: {exc.strerror}"
             ) from None
+        try:
+            opened = os.fstat(fd)
+            _require_regular(self.path, opened.st_mode)
+            if (opened.st_dev, opened.st_ino) != (expected.st_dev,
+                                                  expected.st_ino):
+                raise AttestationError(
+                    f"trust file {self.path} was replaced while being "
+                    "opened; it is read again on the next request")
+            parts: list[bytes] = []
+            size = 0
+            while size <= self._max_bytes:
+                chunk = os.read(fd, min(_READ_CHUNK,
+                                        self._max_bytes + 1 - size))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise AttestationError(
+                f"cannot read trust file {self.path}: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(fd)
+        if size > self._max_bytes:
+            raise self._too_big(size, grew=True)
+        return b"".join(parts), opened
+
+    def _too_big(self, size: int, grew: bool = False) -> AttestationError:
+        amount = f"more than {self._max_bytes}" if grew else str(size)
+        return AttestationError(
+            f"trust file {self.path} has {amount} bytes, over "
+            f"[{GROUP}] max_file_bytes ({self._max_bytes})")
+
+    def _warn_if_writable(self, found: os.stat_result) -> None:
+        """Warn once per file: whoever can write it decides which hosts
+        are trusted, exactly as the attestation server would."""
+        writable = found.st_mode & (stat_mod.S_IWGRP | stat_mod.S_IWOTH)
+        identity = (found.st_dev, found.st_ino)
+        if not writable or identity in self._warned:
+            return
+        self._warned.add(identity)
+        who = " and ".join(
+            word for bit, word in ((stat_mod.S_IWGRP, "its group"),
+                                   (stat_mod.S_IWOTH, "every user"))
+            if writable & bit)
+        LOG.warning(
+            "Trust file %s is writable by %s (mode %04o): anyone who can "
+            "write it can make any host trusted. Make it writable only by "
+            "its owner (chmod go-w %s).", self.path, who,
+            stat_mod.S_IMODE(found.st_mode), self.path)
 
     def _parse(self, raw: bytes) -> dict[str, HostReport]:
         where = f"trust file {self.path}"
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return self._table_of(raw, where)
+        except AttestationError:
+            raise
+        except RecursionError:
+            raise AttestationError(f"{where} is nested too deeply") from None
+        except Exception as exc:  # noqa: BLE001 - nothing else may escape
+            raise AttestationError(
+                f"{where} cannot be read: {type(exc).__name__}") from None
+
+    def _table_of(self, raw: bytes, where: str) -> dict[str, HostReport]:
+        try:
+            data = loads_strict(raw)
+        except AttestationError as exc:
             raise AttestationError(f"{where} is not valid JSON: {exc}"
                                    ) from None
         if not isinstance(data, dict) or not isinstance(data.get("hosts"),
@@ -134,19 +242,51 @@ class FileBackend(AttestationBackend):
             raw_level = entry.get("level")
             if "timestamp" in entry:
                 stamp = _time(entry["timestamp"],
-                              f"{where}: hosts.{name}.timestamp")
+                              f"{where}: hosts.{_short(name)}.timestamp")
         else:
             raw_level = entry
         if not isinstance(raw_level, str):
             raise AttestationError(
-                f"{where}: hosts.{name} has no string level: {raw_level!r}")
+                f"{where}: hosts.{_short(name)} has no string level: "
+                f"{_short(raw_level)}")
         level = _LEVELS.get(raw_level.strip().lower())
         if level is None:
             return HostReport(name, TrustLevel.UNKNOWN, self.name,
-                              f"unrecognised level {raw_level!r} in {where}",
-                              stamp)
+                              f"unrecognised level {_short(raw_level)} in "
+                              f"{where}", stamp)
         return HostReport(name, level, self.name,
                           f"{where} says {level.value!r}", stamp)
+
+
+def _signature(found: os.stat_result) -> _Signature:
+    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns,
+            found.st_ctime_ns)
+
+
+_KINDS = ((stat_mod.S_ISDIR, "a directory"), (stat_mod.S_ISFIFO, "a FIFO"),
+          (stat_mod.S_ISSOCK, "a socket"),
+          (stat_mod.S_ISCHR, "a character device"),
+          (stat_mod.S_ISBLK, "a block device"))
+
+
+def _require_regular(path: str, mode: int) -> None:
+    if stat_mod.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)),
+                "not a file")
+    raise AttestationError(
+        f"trust file {path} is {kind}, not a regular file; it is not read")
+
+
+def _short(value: Any) -> str:
+    """A value from the file for a message: short, one line, and never a
+    ``repr`` of a container (a deep one would overflow the stack)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        text = repr(value) if not isinstance(value, int) or abs(
+            value) < 10 ** 64 else "a huge number"
+        text = "".join(c if c.isprintable() else "?" for c in text)
+        return text if len(text) <= 64 else text[:61] + "..."
+    return f"a {type(value).__name__}"
 
 
 def _time(value: Any, where: str) -> str | None:
@@ -154,6 +294,8 @@ def _time(value: Any, where: str) -> str | None:
     bad one is an error in the file, not a host to distrust quietly."""
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise AttestationError(f"{where}: not a time but {_short(value)}")
     try:
         parse_vtime(value)
     except ValueError as exc:
