@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from trustpool.attestation import (
 )
 from trustpool.attestation.backends import load_backend
 from trustpool.attestation.backends.keylime import KeylimeBackend, decide
+from trustpool.cmd import checks
 
 T, U, K = TrustLevel.TRUSTED, TrustLevel.UNTRUSTED, TrustLevel.UNKNOWN
 BASE = "https://verifier.example:8881"
@@ -237,3 +239,201 @@ def test_vtime_is_last_successful_attestation(kconf):
             {"node1": {**RECORD_714, "last_successful_attestation": now}}))
         report = backend.attest(["node1"])["node1"]
     assert abs(report.vtime.timestamp() - now) < 1
+
+
+# -- times that cannot prove freshness ----------------------------------
+
+
+@pytest.mark.parametrize("last", [
+    1e300, 10**400, float("inf"), float("nan"), -5, True, "1800000000",
+    [NOW], {"t": NOW}, 1e20,
+], ids=["1e300", "10**400", "inf", "nan", "negative", "true", "string",
+        "list", "object", "past-year-9999"])
+def test_an_unreadable_last_successful_attestation_is_unknown(last):
+    record = {**RECORD_714, "last_successful_attestation": last}
+    level, reason, vtime = decide("a1", record, NOW, max_age=300)
+    assert level is K
+    assert "unreadable time in last_successful_attestation" in reason
+    assert vtime is None
+    # without an age limit the time is only data: no time, same decision
+    assert decide("a1", record, NOW) == (
+        T, "Keylime agent a1: attestation_status PASS", None)
+
+
+@pytest.mark.parametrize("last", [None, 0])
+def test_a_missing_last_successful_attestation_is_unknown(last):
+    record = {**RECORD_714, "last_successful_attestation": last}
+    level, reason, _ = decide("a1", record, NOW, max_age=300)
+    assert level is K and "no last_successful_attestation" in reason
+
+
+@pytest.mark.parametrize(("ahead", "max_age", "level"), [
+    (365 * 86400, 300, K),  # a year ahead: not fresh, unknown
+    (61, 300, K),           # over the fixed 60 s of skew
+    (59, 300, T),
+    (11, 10, K),            # a small age limit allows less skew
+    (9, 10, T),
+    (0, 10, T),
+])
+def test_a_time_in_the_future_beyond_the_allowed_skew_is_unknown(
+        ahead, max_age, level):
+    record = {**RECORD_714, "last_successful_attestation": NOW + ahead}
+    got, reason, vtime = decide("a1", record, NOW, max_age=max_age)
+    assert got is level
+    assert vtime is not None
+    if level is K:
+        assert f"{ahead}s in the future" in reason
+
+
+def test_a_future_time_does_not_make_a_failed_agent_anything_else():
+    record = {**RECORD_714, "attestation_status": "FAIL",
+              "last_successful_attestation": NOW + 86400}
+    assert decide("a1", record, NOW, max_age=60)[0] is U
+
+
+ODD_VALUES = [None, True, 0, -1, 10**4000, 1e300, float("inf"),
+              float("nan"), "", "PASS\n\x1b[31m" * 50, "x" * 10_000, [],
+              [3], {}, {"PASS": 1}]
+
+
+@pytest.mark.parametrize("field", ["attestation_status",
+                                   "operational_state",
+                                   "last_successful_attestation"])
+@pytest.mark.parametrize("max_age", [0, 300])
+def test_decide_is_total_over_odd_values(field, max_age):
+    # a record is data from the network: any value of any field gives a
+    # level and a short one-line reason, never an exception
+    for value in ODD_VALUES:
+        for base in (RECORD_66, RECORD_714, RECORD_PUSH):
+            level, reason, vtime = decide("a1", {**base, field: value},
+                                          NOW, max_age=max_age)
+            assert level in (T, U, K)
+            assert len(reason) < 250 and reason.isprintable()
+            assert "c2VjcmV0" not in reason  # the record's V never shows
+    record = {**RECORD_66, "operational_state": 10**4000}
+    assert "a huge number" in decide("a1", record, NOW)[1]
+
+
+# -- the list answer is told by its shape -------------------------------
+
+
+def test_an_agent_named_uuids_in_a_bulk_answer_stays_bulk(kconf):
+    backend = load_backend(kconf, "keylime")
+    bulk = {"uuids": RECORD_714,
+            "node1": {**RECORD_714, "attestation_status": "FAIL"}}
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v2.1/agents/?bulk=True", **envelope(bulk))
+        for _ in range(2):
+            reports = backend.attest(["uuids", "node1"])
+            assert reports["uuids"].level is T
+            assert reports["node1"].level is U
+        # one bulk request per call, never agent by agent
+        assert [r.url for r in m.request_history] == [
+            f"{BASE}/v2.1/agents/?bulk=True"] * 2
+
+
+@pytest.mark.parametrize("listing", [
+    {"uuids": [["node1", "node2"]]},
+    {"uuids": ["node1", "node2"]},
+    {"uuids": []},
+])
+def test_the_id_list_form_is_recognised_by_shape(kconf, listing):
+    backend = load_backend(kconf, "keylime")
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v2.1/agents/?bulk=True", **envelope(listing))
+        m.get(f"{BASE}/v2.1/agents/node1", **envelope(RECORD_66))
+        assert backend.attest(["node1"])["node1"].level is T
+        assert m.request_history[-1].url == f"{BASE}/v2.1/agents/node1"
+
+
+@pytest.mark.parametrize("results", [
+    {"uuids": "node1"},
+    {"uuids": [["node1", 7]]},
+    {"node1": RECORD_714, "node2": [["x"]]},
+    {"uuids": [["node1"]], "node2": RECORD_714},
+    {"node1": [["node1"]]},
+])
+def test_neither_form_is_refused_whole(kconf, results):
+    backend = load_backend(kconf, "keylime")
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v2.1/agents/?bulk=True", **envelope(results))
+        with pytest.raises(AttestationError,
+                           match="not an object of agent records"):
+            backend.attest(["node1"])
+        # and the backend still asks in bulk: nothing odd switches it to
+        # one request per agent
+        with pytest.raises(AttestationError):
+            backend.attest(["node1"])
+        assert [r.url for r in m.request_history] == [
+            f"{BASE}/v2.1/agents/?bulk=True"] * 2
+
+
+@pytest.mark.parametrize(("results", "hosts"), [
+    ({"uuids": [["node1", "uuids"]]}, ["node1", "uuids"]),
+    ({"uuids": RECORD_714, "node1": RECORD_66}, ["node1", "uuids"]),
+])
+def test_list_hosts_reads_either_form(kconf, results, hosts):
+    backend = load_backend(kconf, "keylime")
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v2.1/agents/", **envelope(results))
+        assert backend.list_hosts() == hosts
+
+
+def test_duplicate_keys_in_an_answer_are_refused(kconf):
+    backend = load_backend(kconf, "keylime")
+    body = ('{"code": 200, "results": {"node1": {"attestation_status": '
+            '"FAIL", "attestation_status": "PASS"}}}')
+    with requests_mock.Mocker() as m:
+        m.get(f"{BASE}/v2.1/agents/?bulk=True", text=body)
+        with pytest.raises(AttestationError, match="appears twice"):
+            backend.attest(["node1"])
+
+
+# -- plain http is said out loud ----------------------------------------
+
+
+def transport_warnings(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "forge" in r.getMessage()]
+
+
+@pytest.mark.parametrize(("scheme", "insecure", "needle"), [
+    ("http", False, "travel in plain text (attestation_scheme = http)"),
+    ("https", True, "TLS verification of the Keylime verifier"),
+    ("https", False, None),
+])
+def test_start_up_warns_about_unprotected_transport(kconf, caplog, scheme,
+                                                     insecure, needle):
+    caplog.set_level(logging.WARNING, "trustpool")
+    kconf.set_override("attestation_scheme", scheme, "trusted_computing")
+    kconf.set_override("attestation_insecure_ssl", insecure,
+                       "trusted_computing")
+    backend = load_backend(kconf, "keylime")
+    warnings = transport_warnings(caplog)
+    if needle is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and needle in warnings[0]
+        assert backend.base.split(":")[0] in warnings[0]
+
+
+@pytest.mark.parametrize(("backend", "scheme", "warned"), [
+    ("keylime", "http", True), ("oat", "http", True),
+    ("keylime", "https", False), ("file", "http", False),
+])
+def test_check_config_warns_about_plain_http(kconf, backend, scheme,
+                                             warned):
+    kconf.set_override("backend", backend, "trusted_computing")
+    kconf.set_override("attestation_server", "oat.example",
+                       "trusted_computing")
+    kconf.set_override("attestation_scheme", scheme, "trusted_computing")
+    findings = checks.check(kconf)
+    plain = [f for f in findings
+             if f[1] == "[trusted_computing] attestation_scheme"]
+    if warned:
+        assert plain == [("warning", "[trusted_computing] attestation_scheme",
+                          f"http with the '{backend}' backend: trust answers"
+                          " travel in plain text and can be forged by anyone"
+                          " on the network path")]
+    else:
+        assert plain == []

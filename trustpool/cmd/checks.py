@@ -22,6 +22,8 @@ __all__ = ["Finding", "check"]
 
 Finding = tuple[str, str, str]  # (severity, "[group] option", message)
 _URL_LIKE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+#: backends that reach their service with attestation_scheme
+_HTTP_BACKENDS = frozenset({"oat", "keylime"})
 
 
 def check(conf: cfg.ConfigOpts) -> list[Finding]:
@@ -76,10 +78,12 @@ def _server(conf: cfg.ConfigOpts) -> list[Finding]:
 def _transport(conf: cfg.ConfigOpts) -> list[Finding]:
     group = conf[tp_conf.GROUP]
     found = []
-    if group.backend == "oat" and group.attestation_scheme == "http":
+    if group.backend in _HTTP_BACKENDS and \
+            group.attestation_scheme == "http":
         found.append(("warning", _name("attestation_scheme"),
-                      "http: trust answers travel in plain text and can be "
-                      "forged by anyone on the network path"))
+                      f"http with the '{group.backend}' backend: trust "
+                      "answers travel in plain text and can be forged by "
+                      "anyone on the network path"))
     if group.attestation_insecure_ssl:
         found.append(("warning", _name("attestation_insecure_ssl"),
                       "TLS certificates are not verified: anyone on the "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import logging
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -78,8 +79,15 @@ _opts = [
         "max_attestation_age", default=0, min=0,
         help="When set, a host whose last successful attestation "
         "(last_successful_attestation, Keylime 7.x) is older than this many "
-        "seconds is 'unknown' (stale). Verifiers that do not report it "
-        "(Keylime 6.x) then make every host 'unknown'. 0 turns it off."),
+        "seconds is 'unknown' (stale). So is a host whose record has no "
+        "readable last_successful_attestation (none, null, not a number, "
+        "out of range): verifiers that do not report it (Keylime 6.x) then "
+        "make every host 'unknown'. So is a host whose "
+        "last_successful_attestation lies in the future by more than the "
+        "allowed clock skew, the smaller of 60 seconds and this value: "
+        "such a time would keep an old attestation looking fresh, and "
+        "verifier clocks kept by NTP agree far better than that. 0 turns "
+        "the check off."),
     cfg.IntOpt(
         "per_agent_concurrency", default=8, min=1,
         help="Requests in flight at once when the verifier is too old for "
@@ -106,13 +114,23 @@ _STATES = {**dict.fromkeys((3, 4, 5, 6), TrustLevel.TRUSTED),
            **dict.fromkeys((0, 1, 2, 8), TrustLevel.UNKNOWN)}
 
 
+#: The most a verifier's clock may run ahead of ours (capped further by
+#: max_attestation_age). A time ahead by S seconds keeps an attestation
+#: looking fresh for max_attestation_age + S seconds, so S must be small
+#: next to the age limit; 60 s is far more than NTP-kept clocks disagree
+#: by, and small enough that a stopped agent is not vouched for much past
+#: the limit the operator chose.
+MAX_CLOCK_SKEW = 60.0
+
+
 def decide(agent_id: str, record: Any, now: float,
            max_age: float = 0) -> tuple[TrustLevel, str, str | None]:
     """Trust level, reason and server time for one verifier record.
 
     ``attestation_status`` (Keylime 7.14+, and the only signal for
     push-mode agents) wins over ``operational_state`` (every pull-mode
-    verifier).
+    verifier). Total over any decoded JSON: whatever the record holds, the
+    answer is a level, never an exception other than the one below.
 
     :raises AttestationError: when the record is not an object.
     """
@@ -121,36 +139,75 @@ def decide(agent_id: str, record: Any, now: float,
             f"Keylime verifier record for agent {agent_id!r} is not an "
             "object")
     last = record.get("last_successful_attestation")
-    vtime = None
-    if isinstance(last, (int, float)) and not isinstance(last, bool) \
-            and last > 0:
-        vtime = datetime.datetime.fromtimestamp(
-            last, datetime.timezone.utc).isoformat()
+    when, vtime = _epoch(last)
     status = record.get("attestation_status")
     state = record.get("operational_state")
     if isinstance(status, str):
         level = _STATUS.get(status.upper(), TrustLevel.UNKNOWN)
-        reason = f"Keylime agent {agent_id}: attestation_status {status}"
+        reason = (f"Keylime agent {agent_id}: attestation_status "
+                  f"{_shown(status)}")
     elif isinstance(state, int) and not isinstance(state, bool):
         level = _STATES.get(state, TrustLevel.UNKNOWN)
-        reason = (f"Keylime agent {agent_id}: operational_state {state} "
+        reason = (f"Keylime agent {agent_id}: operational_state "
+                  f"{_shown(state)} "
                   f"({_STATE_NAMES.get(state, 'not a known state')})")
     else:
         return (TrustLevel.UNKNOWN,
                 f"Keylime agent {agent_id}: record has neither "
                 "attestation_status nor operational_state", vtime)
     if level is TrustLevel.TRUSTED and max_age > 0:
-        if vtime is None:
+        if when is None:
+            seen = ("no last_successful_attestation" if last in (None, 0)
+                    else "an unreadable time in last_successful_attestation"
+                    f" ({_shown(last)})")
             return (TrustLevel.UNKNOWN,
-                    f"{reason}, but no last_successful_attestation to check "
-                    f"max_attestation_age against", vtime)
-        age = now - float(last)
+                    f"{reason}, but {seen} to check max_attestation_age "
+                    "against", vtime)
+        age = now - when
         if age > max_age:
             return (TrustLevel.UNKNOWN,
                     f"stale: {reason}, last successful attestation "
                     f"{age:.0f}s ago (max_attestation_age {max_age:g}s)",
                     vtime)
+        skew = min(MAX_CLOCK_SKEW, max_age)
+        if -age > skew:
+            return (TrustLevel.UNKNOWN,
+                    f"{reason}, but its last successful attestation is "
+                    f"{-age:.0f}s in the future (more than the {skew:g}s "
+                    "of clock skew allowed with max_attestation_age)",
+                    vtime)
     return level, reason, vtime
+
+
+def _epoch(value: Any) -> tuple[float | None, str | None]:
+    """``last_successful_attestation`` as seconds and as ISO text, or
+    ``(None, None)`` when it is missing, zero (never attested) or cannot
+    be a time (not a number, not finite, out of datetime's range)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None, None
+    try:
+        seconds = float(value)  # OverflowError for 10**400
+        if not seconds > 0:  # also NaN
+            return None, None
+        text = datetime.datetime.fromtimestamp(
+            seconds, datetime.timezone.utc).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return None, None
+    return seconds, text
+
+
+def _shown(value: Any) -> str:
+    """A value from a verifier record, short and on one line, for a
+    reason (never the record: it holds the agent's key half)."""
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            abs(value) >= 10 ** 18:
+        return "a huge number"  # str() of 10**5000 raises ValueError
+    if isinstance(value, float) and not math.isfinite(value):
+        return "not a finite number"
+    text = str(value) if isinstance(value, (str, int, float)) else \
+        f"a JSON {type(value).__name__}"
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class KeylimeBackend(AttestationBackend):
@@ -192,14 +249,27 @@ class KeylimeBackend(AttestationBackend):
             verify = False
         elif group.ca_file:
             verify = group.ca_file
-        self._http = JsonClient(HttpSettings(
+        settings = HttpSettings(
             verify=verify, cert_file=group.client_cert_file,
             key_file=group.client_key_file,
             connect_timeout=common.connect_timeout,
             read_timeout=common.read_timeout,
             max_bytes=common.max_response_bytes,
-            server_name=group.tls_server_name))
+            server_name=group.tls_server_name,
+            cert_option=f"[{GROUP}] client_cert_file")
+        # One budget for a whole attest call, however many requests it
+        # makes (version discovery, bulk, or one per agent).
+        self.timeout = settings.budget
+        self._http = JsonClient(settings)
         self._bulk: bool | None = None  # unknown until the verifier says
+        if scheme == "http":
+            LOG.warning("Keylime verifier answers from %s travel in plain "
+                        "text (attestation_scheme = http): anyone on the "
+                        "network path can forge them.", self.base)
+        elif common.attestation_insecure_ssl:
+            LOG.warning("TLS verification of the Keylime verifier %s is off "
+                        "(attestation_insecure_ssl = True): anyone on the "
+                        "network path can forge trust answers.", self.base)
 
     def describe(self) -> str:
         return f"keylime {self.base}"
@@ -219,7 +289,9 @@ class KeylimeBackend(AttestationBackend):
     def attest(self, hostnames: Sequence[str]) -> dict[str, HostReport]:
         ids = {host: self.agent_id(host) for host in hostnames}
         wanted = {i for i in ids.values() if i is not None}
-        records = self._records(sorted(wanted)) if wanted else {}
+        # one absolute deadline for every request this call makes
+        deadline = time.monotonic() + self.timeout
+        records = self._records(sorted(wanted), deadline) if wanted else {}
         now = time.time()
         reports = {}
         for host, agent_id in ids.items():
@@ -233,16 +305,33 @@ class KeylimeBackend(AttestationBackend):
                     host, TrustLevel.UNKNOWN, self.name,
                     f"the Keylime verifier does not know agent {agent_id}")
             else:
-                level, reason, vtime = decide(agent_id, records[agent_id],
-                                              now, self._max_age)
-                reports[host] = HostReport(host, level, self.name, reason,
-                                           vtime)
+                reports[host] = self._report(host, agent_id,
+                                             records[agent_id], now)
         return reports
+
+    def _report(self, host: str, agent_id: str, record: Any,
+                now: float) -> HostReport:
+        try:
+            level, reason, vtime = decide(agent_id, record, now,
+                                          self._max_age)
+        except AttestationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - decide is meant to be
+            # total; should it meet a record it was not written for, that
+            # host is in doubt, and doubt is unknown. Never the record in
+            # the reason: it holds the agent's key half.
+            return HostReport(
+                host, TrustLevel.UNKNOWN, self.name,
+                f"Keylime agent {agent_id}: record could not be read "
+                f"({type(exc).__name__})")
+        return HostReport(host, level, self.name, reason, vtime)
 
     def list_hosts(self) -> list[str]:
         """Hosts of every agent the verifier watches, mapped back."""
-        status, results = self._get(f"/v{self._version()}/agents/")
-        ids = _uuid_list(results) if status != 404 else []
+        deadline = time.monotonic() + self.timeout
+        path = f"/v{self._version(deadline)}/agents/"
+        status, results = self._get(path, deadline=deadline)
+        ids = [] if status == 404 else self._agent_list(results)
         reverse = {agent: host for host, agent in self._map.items()}
         if self._rule == "map-only":
             return sorted(reverse[i] for i in ids if i in reverse)
@@ -250,44 +339,103 @@ class KeylimeBackend(AttestationBackend):
 
     # -- internals -------------------------------------------------------
 
-    def _records(self, agent_ids: list[str]) -> dict[str, Any]:
-        version = self._version()
+    def _records(self, agent_ids: list[str],
+                 deadline: float) -> dict[str, Any]:
+        version = self._version(deadline)
         if self._bulk is not False:
-            status, results = self._get(f"/v{version}/agents/?bulk=True")
+            path = f"/v{version}/agents/?bulk=True"
+            status, results = self._get(path, deadline=deadline)
             if status == 404:
                 raise AttestationError(
                     f"{self.base} answered HTTP 404 to /v{version}/agents/: "
                     "check [keylime] api_version")
-            if isinstance(results, dict) and "uuids" not in results:
+            if not _is_id_list(results):
+                records = self._bulk_records(results)
                 self._bulk = True
-                return {i: results[i] for i in agent_ids if i in results}
-            if not isinstance(results, dict):
-                raise AttestationError(
-                    f"Keylime verifier {self.base}: agent list is not an "
-                    "object")
+                return {i: records[i] for i in agent_ids if i in records}
             LOG.info("Keylime verifier %s does not support ?bulk=True; "
                      "asking agent by agent", self.base)
             self._bulk = False
-        return self._one_by_one(version, agent_ids)
+        return self._one_by_one(version, agent_ids, deadline)
 
-    def _one_by_one(self, version: str,
-                    agent_ids: list[str]) -> dict[str, Any]:
-        def fetch(agent_id: str) -> tuple[str, Any]:
-            status, results = self._get(f"/v{version}/agents/{agent_id}")
-            return agent_id, (None if status == 404 else results)
+    def _bulk_records(self, results: Any) -> dict[str, Any]:
+        """The agent records of a bulk answer: an object whose every value
+        is an object. Anything else is not an answer to trust."""
+        if not isinstance(results, dict) or not all(
+                isinstance(record, dict) for record in results.values()):
+            raise AttestationError(
+                f"Keylime verifier {self.base}: the agent list is not an "
+                "object of agent records, nor a list of agent ids")
+        return results
+
+    def _agent_list(self, results: Any) -> list[str]:
+        """Agent ids from the answer to ``/agents/``, whichever form."""
+        if _is_id_list(results):
+            ids: list[str] = []
+            for item in next(iter(results.values())):
+                ids.extend([item] if isinstance(item, str) else item)
+            return ids
+        return [agent_id for agent_id in self._bulk_records(results)]
+
+    def _one_by_one(self, version: str, agent_ids: list[str],
+                    deadline: float) -> dict[str, Any]:
+        """Each agent's record, ``per_agent_concurrency`` at a time, all
+        within ``deadline``.
+
+        Without the deadline the time grows with agents / concurrency, and
+        a scheduler would wait on it. Requests share the deadline (the HTTP
+        client cuts one that is in flight when it passes); requests not yet
+        started when it passes never start.
+        """
+        def fetch(agent_id: str) -> Any:
+            if time.monotonic() >= deadline:
+                raise _Late
+            status, results = self._get(f"/v{version}/agents/{agent_id}",
+                                        deadline=deadline)
+            return None if status == 404 else results
 
         records: dict[str, Any] = {}
-        with concurrent.futures.ThreadPoolExecutor(
-                max_workers=min(self._workers, len(agent_ids))) as pool:
-            for agent_id, record in pool.map(fetch, agent_ids):
-                if record is not None:
-                    records[agent_id] = record
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(self._workers, len(agent_ids)),
+            thread_name_prefix="trustpool-keylime")
+        try:
+            futures = {pool.submit(fetch, agent_id): agent_id
+                       for agent_id in agent_ids}
+            done, _ = concurrent.futures.wait(
+                futures, timeout=max(0.0, deadline - time.monotonic()),
+                return_when=concurrent.futures.FIRST_EXCEPTION)
+            answered = 0
+            failure: BaseException | None = None
+            for future in done:
+                error = future.exception()
+                if error is None:
+                    answered += 1
+                    if future.result() is not None:
+                        records[futures[future]] = future.result()
+                elif failure is None and not isinstance(error, _Late):
+                    failure = error
+            if answered < len(agent_ids) and (
+                    time.monotonic() >= deadline or failure is None):
+                # past the deadline, whatever the last requests made of
+                # the cut, the answer is "too slow"
+                raise AttestationError(
+                    f"Keylime verifier {self.base} did not answer for "
+                    f"{len(agent_ids) - answered} of {len(agent_ids)} "
+                    f"agents within {self.timeout:g}s (connect_timeout + "
+                    "read_timeout)")
+            if failure is not None:
+                raise failure
+        finally:
+            # Queued requests are dropped; running ones end at the
+            # deadline on their own (the HTTP client cuts them), and the
+            # caller does not wait for them.
+            pool.shutdown(wait=False, cancel_futures=True)
         return records
 
-    def _version(self) -> str:
+    def _version(self, deadline: float) -> str:
         if self._api != "auto":
             return self._api
-        status, results = self._get("/version", envelope=True)
+        status, results = self._get("/version", deadline=deadline)
         versions = results.get("supported_versions") if isinstance(
             results, dict) else None
         if status == 404 or not isinstance(versions, list):
@@ -306,11 +454,12 @@ class KeylimeBackend(AttestationBackend):
         LOG.info("Keylime verifier %s: using API %s", self.base, self._api)
         return self._api
 
-    def _get(self, path: str, envelope: bool = True) -> tuple[int, Any]:
+    def _get(self, path: str, *, deadline: float) -> tuple[int, Any]:
         url = self.base + path
         try:
             status, body = self._http.request(
-                "GET", url, headers={"Accept": "application/json"})
+                "GET", url, headers={"Accept": "application/json"},
+                deadline=deadline)
         except AttestationError as exc:
             if "HTTP 410" in str(exc):
                 raise AttestationError(
@@ -326,12 +475,25 @@ class KeylimeBackend(AttestationBackend):
         return status, body["results"]
 
 
-def _uuid_list(results: Any) -> list[str]:
-    if isinstance(results, dict) and isinstance(results.get("uuids"), list):
-        ids = []
-        for item in results["uuids"]:
-            ids.extend(item if isinstance(item, list) else [item])
-        return [i for i in ids if isinstance(i, str)]
-    if isinstance(results, dict):
-        return [k for k in results if isinstance(k, str)]
-    return []
+class _Late(Exception):
+    """A per-agent request that was not started: the deadline had passed."""
+
+
+def _is_id_list(results: Any) -> bool:
+    """Whether ``results`` is the verifier's list of agent ids.
+
+    Told by its whole shape: without ``bulk`` the verifier answers
+    ``{"uuids": [["id"], ...]}``, one key whose value is a list of ids or
+    of lists of ids. A bulk answer maps ids to record objects, and
+    ``uuids`` is a valid agent id, so the key name alone would take a bulk
+    answer naming an agent ``uuids`` for the old list form (and switch to
+    one request per agent for good); the shape alone would take a garbled
+    one-agent bulk answer whose record is a list for it. Both must match.
+    """
+    if not isinstance(results, dict) or len(results) != 1:
+        return False
+    value = results.get("uuids")
+    return isinstance(value, list) and all(
+        isinstance(item, str) or (isinstance(item, list) and all(
+            isinstance(i, str) for i in item))
+        for item in value)
