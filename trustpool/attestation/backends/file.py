@@ -48,7 +48,11 @@ _opts = [
         "'file' attestation backend: {\"hosts\": {\"node1\": \"trusted\", "
         "\"node2\": {\"level\": \"untrusted\", \"timestamp\": \"...\"}}, "
         "\"timestamp\": \"...\"}. Read again whenever it changes; a missing "
-        "or malformed file makes every host 'unknown'."),
+        "or malformed file makes every host 'unknown'. It must be a regular "
+        "file (a symbolic link to one is fine): a FIFO, device or directory "
+        "is refused, as is a key given twice in one object. Whoever can "
+        "write it decides which hosts are trusted: a file writable by its "
+        "group or by others is warned about once."),
     cfg.IntOpt(
         "max_file_bytes",
         default=64 * 1024 * 1024,

@@ -448,8 +448,8 @@ class KeylimeBackend(AttestationBackend):
         if not two:
             raise AttestationError(
                 f"Keylime verifier {self.base} supports no 2.x API "
-                f"({', '.join(map(str, versions))}); set [keylime] "
-                "api_version")
+                f"({', '.join(_shown(v) for v in versions[:8])}); set "
+                "[keylime] api_version")
         self._api = max(two, key=lambda v: int(v.split(".")[1]))
         LOG.info("Keylime verifier %s: using API %s", self.base, self._api)
         return self._api
