@@ -173,9 +173,9 @@ _new_opts = [
         help="When set, a host whose last attestation, by the server's own "
         "timestamp, is older than this many seconds counts as 'unknown'. So "
         "does a host whose answer has no readable timestamp (none, null, a "
-        "number, an unknown format), and one whose timestamp lies more than "
-        "this many seconds in the future (clock skew beyond the allowed "
-        "age). 0 turns the check off.",
+        "number, an unknown format), and one whose timestamp lies further in "
+        "the future than the allowed clock skew: the smaller of 60 seconds "
+        "and this value. 0 turns the check off.",
     ),
     cfg.FloatOpt(
         "failure_retry_interval",

@@ -264,7 +264,9 @@ def _utc(seconds_ago: float, wall: float) -> str:
     (10, T, "scripted"),
     (299, T, "scripted"),
     (301, K, "stale"),
-    (-200, T, "scripted"),   # small skew is tolerated
+    (-50, T, "scripted"),    # small skew is tolerated: up to 60 s
+    (-61, K, "ahead"),       # beyond it, the answer proves nothing
+    (-200, K, "ahead"),
     (-400, K, "ahead"),
 ])
 def test_max_report_age(clock, seconds_ago, expected, needle):
@@ -542,3 +544,12 @@ def test_secrets_are_masked_in_every_reason(clock):
     with pytest.raises(AttestationError) as err:
         client.attest_uncached(["a"])
     assert "blob-line" not in str(err.value)
+
+
+def test_allowed_skew_is_capped_by_a_smaller_age_limit(clock):
+    wall = 2_000_000_000.0
+    backend = ScriptedBackend({"a": T})
+    backend.vtime = _utc(-20, wall)
+    client = make(backend, clock, max_report_age=10,
+                  wall_clock=lambda: wall)
+    assert "10s of clock skew" in client.level("a").reason

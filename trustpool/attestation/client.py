@@ -39,7 +39,7 @@ from oslo_config import cfg
 from trustpool import conf as tp_conf
 from trustpool.attestation.backends import AttestationBackend, load_backend
 from trustpool.attestation.cache import ReportCache
-from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.model import MAX_CLOCK_SKEW, HostReport, TrustLevel
 from trustpool.attestation.redact import Redactor
 from trustpool.exceptions import AttestationError
 
@@ -96,7 +96,8 @@ class AttestationClient:
     - With ``max_wait``, no call waits longer than that for another
       thread's refresh; hosts it would have needed are ``unknown``.
     - With ``max_report_age``, a report whose server time (``vtime``) is
-      older than that, or as far in the future, counts as ``unknown``.
+      older than that, missing or unreadable, or further in the future
+      than the allowed clock skew, counts as ``unknown``.
     """
 
     def __init__(self, backend: AttestationBackend, *, ttl: float,
@@ -413,10 +414,11 @@ class AttestationClient:
                 f"stale: the server last vouched {age:.0f}s ago "
                 f"(max_report_age {self.max_report_age:g}s); it said "
                 f"{report.level.value!r}")
-        if -age > self.max_report_age:
+        skew = min(MAX_CLOCK_SKEW, self.max_report_age)
+        if -age > skew:
             return report.with_level(
                 TrustLevel.UNKNOWN,
-                f"the server's time is {-age:.0f}s ahead of ours "
-                f"(max_report_age {self.max_report_age:g}s); it said "
-                f"{report.level.value!r}")
+                f"the server's time is {-age:.0f}s ahead of ours (more than "
+                f"the {skew:g}s of clock skew allowed with max_report_age); "
+                f"it said {report.level.value!r}")
         return report

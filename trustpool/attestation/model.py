@@ -10,7 +10,15 @@ from typing import NamedTuple
 
 from trustpool.attestation.timeparse import parse_vtime
 
-__all__ = ["HostReport", "TrustLevel"]
+__all__ = ["MAX_CLOCK_SKEW", "HostReport", "TrustLevel"]
+
+#: The most an attestation server's clock may run ahead of ours, capped
+#: further by the age limit in force (max_report_age, or Keylime's
+#: max_attestation_age). A time ahead by S seconds keeps an answer looking
+#: fresh for the limit + S, so S must be small next to the limit; 60 s is
+#: far more than NTP-kept clocks disagree by, and small enough that a
+#: stopped attestation is not vouched for much past the operator's limit.
+MAX_CLOCK_SKEW = 60.0
 
 
 class TrustLevel(str, enum.Enum):

@@ -19,7 +19,6 @@ in native threads and eventlet alike), and the exchange then fails as
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import threading
 import time
@@ -30,9 +29,10 @@ import requests.adapters
 import urllib3
 import urllib3.connection
 
+from trustpool.attestation.strictjson import loads_strict
 from trustpool.exceptions import AttestationError
 
-__all__ = ["HttpSettings", "JsonClient", "loads_strict"]
+__all__ = ["HttpSettings", "JsonClient"]
 
 _CHUNK = 256 * 1024
 
@@ -357,44 +357,6 @@ class JsonClient:
 _CLIENT_CERT_SIGNS = ("certificate required", "eof occurred",
                       "handshake failure", "unexpected eof",
                       "connection reset", "alert bad certificate")
-
-
-def loads_strict(raw: bytes) -> Any:
-    """Decode JSON that a trust decision can rest on.
-
-    Refuses what :func:`json.loads` quietly accepts or chokes on: a key
-    twice in one object (read last-wins, so ``{"trust_lvl": "untrusted",
-    "trust_lvl": "trusted"}`` would say trusted), ``NaN``/``Infinity``,
-    and nesting deep enough to raise ``RecursionError``.
-
-    :raises AttestationError: on anything but strict JSON.
-    """
-    try:
-        return json.loads(raw, object_pairs_hook=_unique_keys,
-                          parse_constant=_no_constant)
-    except AttestationError:
-        raise
-    except RecursionError:
-        raise AttestationError("nested too deeply") from None
-    except (ValueError, TypeError) as exc:  # incl. UnicodeDecodeError
-        raise AttestationError(str(exc)[:200]) from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise AttestationError(
-                    f"the key {_printable(key)!r} appears twice in one "
-                    "object")
-            seen.add(key)
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise AttestationError(f"{name} is not a JSON number")
 
 
 def _printable(text: object, limit: int = 80) -> str:

@@ -29,9 +29,9 @@ from typing import Any
 
 from oslo_config import cfg
 
-from trustpool.attestation.backends._http import loads_strict
 from trustpool.attestation.backends.base import AttestationBackend
 from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.strictjson import loads_strict
 from trustpool.attestation.timeparse import parse_vtime
 from trustpool.exceptions import AttestationError, ConfigurationError
 

@@ -26,7 +26,7 @@ from oslo_config import cfg
 
 from trustpool.attestation.backends._http import HttpSettings, JsonClient
 from trustpool.attestation.backends.base import AttestationBackend
-from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.model import MAX_CLOCK_SKEW, HostReport, TrustLevel
 from trustpool.conf import GROUP as TC_GROUP
 from trustpool.exceptions import AttestationError, ConfigurationError
 
@@ -114,13 +114,6 @@ _STATES = {**dict.fromkeys((3, 4, 5, 6), TrustLevel.TRUSTED),
            **dict.fromkeys((0, 1, 2, 8), TrustLevel.UNKNOWN)}
 
 
-#: The most a verifier's clock may run ahead of ours (capped further by
-#: max_attestation_age). A time ahead by S seconds keeps an attestation
-#: looking fresh for max_attestation_age + S seconds, so S must be small
-#: next to the age limit; 60 s is far more than NTP-kept clocks disagree
-#: by, and small enough that a stopped agent is not vouched for much past
-#: the limit the operator chose.
-MAX_CLOCK_SKEW = 60.0
 
 
 def decide(agent_id: str, record: Any, now: float,
