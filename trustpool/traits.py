@@ -4,9 +4,22 @@
 With the trait on trusted compute node providers, a flavor with
 ``trait:CUSTOM_TRUSTPOOL_TRUSTED=required`` lets Placement pre-filter in
 SQL for every scheduler worker at once; TrustedFilter stays the last,
-fresh check. The sync is fail-closed (a host that is untrusted, unknown, or
-whose attestation failed loses the trait) and diff-based (only providers
-whose state changes are written).
+fresh check.
+
+The invariant a pass keeps (DESIGN, "Placement trait invariant"): after a
+pass that succeeded, the providers carrying the trait are exactly the
+compute node providers attested trusted in that pass. Placement applies an
+unnumbered ``required=`` trait to the whole provider tree and its sharing
+providers, so ANY other carrier (a sharing disk provider, a nested VGPU
+child, a provider without ``COMPUTE_NODE``) would make its untrusted
+compute node a candidate. A pass therefore starts from every carrier of
+the trait, not from the compute nodes.
+
+Fail-closed by shape, not by enumerating faults: a carrier keeps the trait
+only if the whole proof (listing the compute nodes, attesting them,
+reading the answer) succeeded and names it trusted; every other carrier,
+whatever went wrong and with whatever exception type, loses it. Diff-based:
+only providers whose state changes are written.
 """
 
 from __future__ import annotations
@@ -15,27 +28,38 @@ import concurrent.futures
 import dataclasses
 import logging
 import re
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from oslo_config import cfg
 
 from trustpool.attestation import AttestationClient, HostReport, TrustLevel
-from trustpool.exceptions import AttestationError, ConfigurationError
-from trustpool.placement import PlacementAPI, PlacementError
+from trustpool.attestation.redact import Redactor
+from trustpool.exceptions import ConfigurationError
+from trustpool.placement import PlacementAPI
 
-__all__ = ["GROUP", "SyncResult", "list_opts", "register_opts", "sync"]
+__all__ = ["GROUP", "SyncResult", "list_opts", "register_opts",
+           "run_forever", "sync", "trait_name"]
 
 LOG = logging.getLogger(__name__)
 GROUP = "trustpool_traits"
 _TRAIT = re.compile(r"CUSTOM_[A-Z0-9_]{1,248}")
+#: ``run_forever`` never waits less than this between the starts of two
+#: passes: a zero or negative ``--interval`` must not become a hot loop
+#: against Placement and the attestation service.
+MIN_INTERVAL = 0.1
+#: How much of an exception's text a log line or result quotes.
+_QUOTE = 300
 
 _opts = [
     cfg.StrOpt(
         "trait", default="CUSTOM_TRUSTPOOL_TRUSTED",
         help="Placement trait that 'trustpool sync-traits' keeps on the "
-        "compute node providers attested trusted (a custom trait: "
-        "CUSTOM_ followed by A-Z, 0-9 and _)."),
+        "compute node providers attested trusted, and removes from every "
+        "other provider. A custom trait name: the prefix ``CUSTOM_`` "
+        "followed by A-Z, 0-9 and _."),
     cfg.BoolOpt(
         "sync_enabled", default=False,
         help="Set when 'trustpool sync-traits' runs for this cloud: "
@@ -44,9 +68,11 @@ _opts = [
         "pre-filtering)."),
     cfg.StrOpt(
         "compute_provider_trait", default="COMPUTE_NODE",
-        help="Only resource providers with this trait are synced; Nova puts "
-        "COMPUTE_NODE on the compute node providers it creates, which are "
-        "named by hypervisor host name."),
+        help="Only root resource providers with this trait can carry the "
+        "trust trait; Nova puts COMPUTE_NODE on the compute node providers "
+        "it creates, which are named by hypervisor host name. Every other "
+        "provider carrying the trust trait (sharing providers, nested "
+        "children, providers without this trait) loses it."),
     cfg.IntOpt(
         "concurrency", default=8, min=1,
         help="Providers updated in parallel by sync-traits."),
@@ -80,100 +106,304 @@ def trait_name(conf: cfg.ConfigOpts) -> str:
 
 @dataclasses.dataclass
 class SyncResult:
+    """What one pass did.
+
+    ``seen`` counts the distinct providers looked at (compute nodes and
+    carriers of the trait). ``errors`` counts failed provider updates, plus
+    one for a failure that cut the pass short; an attestation failure is
+    in ``attestation_failed`` instead. ``failed`` is ``None`` only for a
+    pass that succeeded, and otherwise says why it did not (the first
+    reason).
+    """
+
     seen: int = 0
     added: int = 0
     removed: int = 0
     unchanged: int = 0
     errors: int = 0
     attestation_failed: str | None = None
+    failed: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the carriers are now exactly the trusted compute nodes."""
+        return self.failed is None
 
     def summary(self) -> str:
         text = (f"sync-traits: {self.seen} providers seen, {self.added} "
                 f"added, {self.removed} removed, {self.unchanged} "
                 f"unchanged, {self.errors} errors")
-        if self.attestation_failed:
-            text += f" (attestation failed: {self.attestation_failed})"
+        if self.failed:
+            text += f" ({self.failed})"
         return text
+
+    def _fail(self, reason: str) -> None:
+        if self.failed is None:
+            self.failed = reason
 
 
 def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
          client: AttestationClient) -> SyncResult:
-    """One pass: attest every compute node in one batch, then fix traits.
+    """One pass: attest every compute node in one batch, then make the
+    carriers of the trait exactly the compute nodes attested trusted.
 
-    :raises PlacementError: when the providers cannot be listed.
+    The outermost boundary of a pass: never raises (any exception type).
+    A failure is in the result (``failed``, ``errors``,
+    ``attestation_failed``) and logged once with its type; whatever could
+    not be proven trusted has lost the trait as far as Placement let us
+    remove it.
     """
-    register_opts(conf)
-    group = conf[GROUP]
-    trait = trait_name(conf)
-    placement.ensure_trait(trait)
-    providers = placement.providers(group.compute_provider_trait)
-    carrying = {p["uuid"] for p in placement.providers(trait)}
-    result = SyncResult(seen=len(providers))
-    names = [p["name"] for p in providers]
+    result = SyncResult()
+    redact = _redactor(conf)
+    work = _Pass(conf, placement, client, result, redact)
     try:
-        reports = client.attest_uncached(names) if names else {}
-    except AttestationError as exc:
-        # fail closed: nobody keeps the trait when nobody can be proven
-        result.attestation_failed = str(exc)
-        LOG.warning("sync-traits: attestation failed, removing %s from "
-                    "every provider: %s", trait, exc)
-        reports = {}
-    changes = []
-    for provider in providers:
-        report = reports.get(provider["name"])
-        want = report is not None and report.level is TrustLevel.TRUSTED
-        has = provider["uuid"] in carrying
-        if want == has:
-            result.unchanged += 1
-        else:
-            changes.append((provider, want, report))
-
-    def apply(change: tuple[dict[str, Any], bool, HostReport | None]
-              ) -> tuple[bool, bool]:
-        provider, want, report = change
-        wrote = placement.set_trait(provider["uuid"], trait, want)
-        reason = report.reason if report else (
-            result.attestation_failed or "no attestation answer")
-        LOG.info("sync-traits: %s %s %s (was %s; %s: %s)", provider["name"],
-                 "gains" if want else "loses", trait,
-                 "present" if not want else "absent",
-                 report.level.value if report else "unknown", reason)
-        return want, wrote
-
-    with concurrent.futures.ThreadPoolExecutor(
-            max_workers=group.concurrency) as pool:
-        futures = {pool.submit(apply, c): c for c in changes}
-        for future in concurrent.futures.as_completed(futures):
-            provider = futures[future][0]
-            try:
-                want, wrote = future.result()
-            except PlacementError as exc:
-                result.errors += 1
-                LOG.error("sync-traits: %s: %s", provider["name"], exc)
-                continue
-            if not wrote:
-                result.unchanged += 1
-            elif want:
-                result.added += 1
-            else:
-                result.removed += 1
-    LOG.info("%s", result.summary())
+        work.run()
+    except Exception as exc:  # noqa: BLE001 - the outermost boundary
+        result.errors += 1
+        reason = f"{type(exc).__name__}: {_short(redact, exc)}"
+        result._fail(reason)  # noqa: SLF001 - its own result
+        LOG.error("sync-traits: the pass failed (%s); the trait is removed "
+                  "from every provider not proven trusted in this pass",
+                  reason)
+        work.fall_back()
+    try:
+        (LOG.info if result.ok else LOG.warning)("%s", result.summary())
+    except Exception:  # noqa: BLE001, S110 - logging cannot undo a pass
+        pass
     return result
 
 
 def run_forever(conf: cfg.ConfigOpts, placement: PlacementAPI,
                 client: AttestationClient, interval: float,
-                stop: Any = None) -> None:
-    """Sync every ``interval`` seconds until ``stop`` (an Event) is set."""
-    while True:
+                stop: threading.Event | None = None,
+                pass_: Callable[..., Any] | None = None) -> None:
+    """Sync every ``interval`` seconds until ``stop`` (an Event) is set.
+
+    Survives every exception a pass lets out (none should: ``sync`` has
+    its own boundary, but the loop must not depend on that) and keeps its
+    rhythm: the next pass starts ``interval`` seconds after the previous
+    one started, or at once when a pass took longer; never sooner than
+    :data:`MIN_INTERVAL`. ``pass_`` replaces :func:`sync` (tests).
+    KeyboardInterrupt and SystemExit still end it: they are how an
+    operator stops the command.
+    """
+    one_pass = pass_ or sync
+    interval = max(MIN_INTERVAL, float(interval))
+    while stop is None or not stop.is_set():
         started = time.monotonic()
         try:
-            sync(conf, placement, client)
-        except PlacementError as exc:
-            LOG.error("sync-traits: %s", exc)
+            one_pass(conf, placement, client)
+        except Exception as exc:  # noqa: BLE001 - the loop's boundary
+            _log_escaped(exc)
         wait = max(0.0, interval - (time.monotonic() - started))
         if stop is not None:
             if stop.wait(wait):
                 return
         else:
             time.sleep(wait)
+
+
+def _log_escaped(exc: Exception) -> None:
+    # The text is not quoted: without conf at hand it cannot be redacted,
+    # and the type is what says which bug let it out of the pass.
+    try:
+        LOG.error("sync-traits: a pass raised %s; next pass at the usual "
+                  "time", type(exc).__name__)
+    except Exception:  # noqa: BLE001, S110 - the loop must go on
+        pass
+
+
+class _Pass:
+    """The state of one pass, kept so that the boundary in :func:`sync`
+    knows, whatever failed, which carriers still have to lose the trait."""
+
+    def __init__(self, conf: cfg.ConfigOpts, placement: PlacementAPI,
+                 client: AttestationClient, result: SyncResult,
+                 redact: Redactor) -> None:
+        self.conf = conf
+        self.placement = placement
+        self.client = client
+        self.result = result
+        self.redact = redact
+        self.trait: str | None = None
+        #: uuid → record of every provider carrying the trait; None until
+        #: Placement listed them.
+        self.carriers: dict[str, dict[str, Any]] | None = None
+        #: uuid → record of the compute nodes proven trusted in this pass;
+        #: filled only by a proof that went through to its end.
+        self.proven: dict[str, dict[str, Any]] = {}
+        #: uuids whose removal was attempted (whatever its outcome).
+        self.handled: set[str] = set()
+
+    def run(self) -> None:
+        register_opts(self.conf)
+        group = self.conf[GROUP]
+        self.trait = trait_name(self.conf)
+        self.placement.ensure_trait(self.trait)
+        self.carriers = {p["uuid"]: p
+                         for p in self.placement.providers(self.trait)}
+        computes, why_not = self._prove(group.compute_provider_trait)
+        self.result.seen = len(set(self.carriers) | set(computes))
+        removals = [(p, False, why_not.get(uuid) or _not_compute(
+            p, group.compute_provider_trait))
+            for uuid, p in self.carriers.items() if uuid not in self.proven]
+        additions = [(p, True, "attested trusted")
+                     for uuid, p in self.proven.items()
+                     if uuid not in self.carriers]
+        self.result.unchanged += self.result.seen - len(removals) - len(
+            additions)
+        # removals first: if the pass dies in between, it has only taken
+        # trust away
+        self._write(removals, group.concurrency)
+        self._write(additions, group.concurrency)
+        if self.result.errors:
+            self.result._fail(  # noqa: SLF001 - its own result
+                f"{self.result.errors} provider update(s) failed")
+
+    def _prove(self, compute_trait: str
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Find the compute nodes attested trusted now, into
+        ``self.proven``; returns the compute nodes and, per compute node
+        uuid, why it is not trusted.
+
+        Any failure leaves ``self.proven`` empty: nothing is kept on the
+        strength of half a proof.
+        """
+        computes: dict[str, dict[str, Any]] = {}
+        why_not: dict[str, str] = {}
+        try:
+            computes = {p["uuid"]: p
+                        for p in self.placement.providers(compute_trait)
+                        # Nova's compute node providers are roots; a child
+                        # with the trait is no compute node to trust
+                        if "parent_provider_uuid" in p
+                        and p["parent_provider_uuid"] is None}
+        except Exception as exc:  # noqa: BLE001 - remove, never keep
+            reason = (f"compute nodes could not be listed: "
+                      f"{type(exc).__name__}: {_short(self.redact, exc)}")
+            self.result.errors += 1
+            self.result._fail(reason)  # noqa: SLF001 - its own result
+            LOG.error("sync-traits: %s; removing %s from every provider",
+                      reason, self.trait)
+            return {}, dict.fromkeys(self.carriers or (), reason)
+        by_name = {p["name"]: uuid for uuid, p in computes.items()}
+        try:
+            reports = (self.client.attest_uncached(list(by_name))
+                       if by_name else {})
+            proven: dict[str, dict[str, Any]] = {}
+            for name, uuid in by_name.items():
+                report = reports.get(name)
+                if (isinstance(report, HostReport)
+                        and report.hostname == name
+                        and report.level is TrustLevel.TRUSTED):
+                    proven[uuid] = computes[uuid]
+                elif isinstance(report, HostReport):
+                    why_not[uuid] = (f"level {_level(report)}: "
+                                     f"{_short(self.redact, report.reason)}")
+                else:
+                    why_not[uuid] = "no attestation answer"
+        except Exception as exc:  # noqa: BLE001 - remove, never keep
+            message = _short(self.redact, exc)
+            self.result.attestation_failed = message
+            self.result._fail(  # noqa: SLF001 - its own result
+                f"attestation failed: {message}")
+            LOG.warning("sync-traits: attestation failed (%s), removing %s "
+                        "from every provider: %s", type(exc).__name__,
+                        self.trait, message)
+            return computes, dict.fromkeys(
+                computes, f"attestation failed: {message}")
+        self.proven = proven
+        return computes, why_not
+
+    def _write(self, changes: list[tuple[dict[str, Any], bool, str]],
+               concurrency: int) -> None:
+        """Apply ``changes`` in parallel; every change is attempted even if
+        the thread pool itself fails (then one by one). Counted here, in
+        the calling thread: ``+=`` on a shared counter is not atomic."""
+        outcomes: dict[str, str] = {}
+        try:
+            with concurrent.futures.ThreadPoolExecutor(
+                    max_workers=concurrency) as pool:
+                futures = {pool.submit(self._apply, *c): c for c in changes}
+                for future in concurrent.futures.as_completed(futures):
+                    outcomes[futures[future][0]["uuid"]] = future.result()
+        except Exception as exc:  # noqa: BLE001 - fall back, see docstring
+            LOG.error("sync-traits: parallel updates failed (%s), going on "
+                      "one provider at a time", type(exc).__name__)
+        for change in changes:
+            uuid = change[0]["uuid"]
+            if uuid not in outcomes:
+                outcomes[uuid] = self._apply(*change)
+        for outcome in outcomes.values():
+            setattr(self.result, outcome, getattr(self.result, outcome) + 1)
+
+    def _apply(self, provider: dict[str, Any], want: bool,
+               reason: str) -> str:
+        """One provider's change, logged with its reason; never raises.
+
+        :returns: the :class:`SyncResult` counter it adds to.
+        """
+        if not want:
+            self.handled.add(provider["uuid"])
+        try:
+            wrote = self.placement.set_trait(provider["uuid"], self.trait,
+                                             want)
+        except Exception as exc:  # noqa: BLE001 - counted, pass goes on
+            LOG.error("sync-traits: %s (%s): could not %s %s (%s): %s: %s",
+                      provider["name"], provider["uuid"],
+                      "add" if want else "remove", self.trait, reason,
+                      type(exc).__name__, _short(self.redact, exc))
+            return "errors"
+        if not wrote:
+            return "unchanged"
+        if want:
+            LOG.info("sync-traits: %s (%s) gains %s (%s)", provider["name"],
+                     provider["uuid"], self.trait, reason)
+            return "added"
+        LOG.warning("sync-traits: %s (%s) loses %s (%s)", provider["name"],
+                    provider["uuid"], self.trait, reason)
+        return "removed"
+
+    def fall_back(self) -> None:
+        """After a failure that cut the pass short: remove the trait from
+        every known carrier that was neither proven trusted nor handled
+        yet, one at a time. Never raises."""
+        try:
+            if self.carriers is None or self.trait is None:
+                return
+            left = [(p, False, "the pass failed before it was proven "
+                     "trusted") for uuid, p in self.carriers.items()
+                    if uuid not in self.proven and uuid not in self.handled]
+            for change in left:
+                outcome = self._apply(*change)
+                setattr(self.result, outcome,
+                        getattr(self.result, outcome) + 1)
+        except Exception as exc:  # noqa: BLE001 - the boundary's own
+            LOG.error("sync-traits: removal after the failure stopped "
+                      "(%s)", type(exc).__name__)
+
+
+def _not_compute(provider: dict[str, Any], compute_trait: str) -> str:
+    parent = provider.get("parent_provider_uuid")
+    if parent:
+        return f"not a compute node: a nested provider under {parent}"
+    return f"not a compute node (no {compute_trait} trait)"
+
+
+def _level(report: HostReport) -> str:
+    level = report.level
+    return level.value if isinstance(level, TrustLevel) else "unknown"
+
+
+def _redactor(conf: cfg.ConfigOpts) -> Redactor:
+    try:
+        # imported here: trustpool.conf imports this module for list_opts
+        from trustpool import conf as tp_conf
+        return Redactor(tp_conf.secret_values(conf))
+    except Exception:  # noqa: BLE001 - secret_values never raises; belt
+        return Redactor()
+
+
+def _short(redact: Redactor, text: object) -> str:
+    """One line, at most :data:`_QUOTE` characters, secrets masked."""
+    return " ".join(redact(text).split())[:_QUOTE]
