@@ -15,6 +15,9 @@ import re
 
 from oslo_config import cfg
 
+from trustpool.attestation.backends import oat
+from trustpool.attestation.backends._http import TRANSPORT_OPTS
+from trustpool.attestation.backends.base import COMMON_GROUP
 from trustpool.exceptions import ConfigurationError
 
 __all__ = [
@@ -30,7 +33,7 @@ __all__ = [
     "validate",
 ]
 
-GROUP = "trusted_computing"
+GROUP = COMMON_GROUP
 
 
 
@@ -46,50 +49,7 @@ def _make_group() -> cfg.OptGroup:
     )
 
 
-def _old(name: str) -> list[cfg.DeprecatedOpt]:
-    return [cfg.DeprecatedOpt(name, group=GROUP)]
-
-
-_legacy_opts = [
-    cfg.HostAddressOpt(
-        "attestation_server",
-        deprecated_opts=_old("server"),
-        help="Host name or IP address of the attestation server. Required "
-        "for the 'oat' backend.",
-    ),
-    cfg.PortOpt(
-        "attestation_port",
-        default=8443,
-        min=1,
-        deprecated_opts=_old("port"),
-        help="TCP port of the attestation server. OpenAttestation 2.0 and "
-        "later listen on 8181.",
-    ),
-    cfg.StrOpt(
-        "attestation_server_ca_file",
-        deprecated_opts=_old("server_ca_file"),
-        help="PEM file with the CA certificate(s) that signed the "
-        "attestation server's certificate. When unset, the system's "
-        "trusted CAs are used.",
-    ),
-    cfg.StrOpt(
-        "attestation_api_url",
-        default="/OpenAttestationWebServices/V1.0",
-        deprecated_opts=_old("api_url"),
-        help="URL path of the attestation API, without the trailing "
-        "'/PollHosts'. OpenAttestation 1.5 and later use "
-        "'/AttestationService/resources'.",
-    ),
-    cfg.StrOpt(
-        "attestation_auth_blob",
-        secret=True,
-        deprecated_opts=_old("auth_blob"),
-        help="Credential sent to the attestation server in the "
-        "'x-auth-blob' header. Never logged: it is masked in every message. "
-        "A value with a line break (an indented continuation line in "
-        "nova.conf), another control character or a character outside "
-        "Latin-1 cannot be sent as a header and is refused at start-up.",
-    ),
+_client_opts = [
     cfg.IntOpt(
         "attestation_auth_timeout",
         default=60,
@@ -99,16 +59,6 @@ _legacy_opts = [
         "The server's own timestamp never extends it. 0 asks the server "
         "on every scheduling request.",
     ),
-    cfg.BoolOpt(
-        "attestation_insecure_ssl",
-        default=False,
-        help="Skip verification of the attestation server's TLS "
-        "certificate. Only for labs: anyone on the path can then forge "
-        "trust answers.",
-    ),
-]
-
-_new_opts = [
     cfg.StrOpt(
         "backend",
         default="oat",
@@ -116,44 +66,6 @@ _new_opts = [
         "'trustpool.attestation.backends' entry point group: 'oat' "
         "(OpenAttestation, Mt. Wilson / OpenCIT PollHosts API), 'keylime' "
         "or 'file' where installed.",
-    ),
-    cfg.StrOpt(
-        "attestation_scheme",
-        default="https",
-        choices=[
-            ("https", "TLS, verified unless attestation_insecure_ssl is set"),
-            ("http", "plain text: answers can be forged on the network"),
-        ],
-        help="URL scheme used to reach the attestation server.",
-    ),
-    cfg.FloatOpt(
-        "connect_timeout",
-        default=3.0,
-        min=0.001,
-        help="Seconds to wait for the TCP and TLS connection to the "
-        "attestation server. Keeps the scheduler from hanging on a dead "
-        "server.",
-    ),
-    cfg.FloatOpt(
-        "read_timeout",
-        default=10.0,
-        min=0.001,
-        help="Seconds allowed for the answer to arrive once connected. "
-        "connect_timeout + read_timeout is one absolute deadline for the "
-        "whole exchange (connection, TLS, headers, body, and every request "
-        "of a backend that needs several): a server that drips its answer "
-        "is cut off at it, and the failure is remembered for "
-        "failure_retry_interval.",
-    ),
-    cfg.StrOpt(
-        "client_cert_file",
-        help="PEM client certificate presented to the attestation server "
-        "for mutual TLS.",
-    ),
-    cfg.StrOpt(
-        "client_key_file",
-        help="PEM private key of client_cert_file, when the certificate "
-        "file does not contain it. Never logged.",
     ),
     cfg.StrOpt(
         "host_attribute",
@@ -186,16 +98,14 @@ _new_opts = [
         "as 'unknown' at once instead of every request waiting on a dead "
         "server again.",
     ),
-    cfg.IntOpt(
-        "max_response_bytes",
-        default=64 * 1024 * 1024,
-        min=1024,
-        help="Largest attestation answer read, in bytes; a larger one is "
-        "refused.",
-    ),
 ]
 
-ALL_OPTS = _legacy_opts + _new_opts
+#: Every [trusted_computing] option: the old in-tree filter's names first
+#: (the server's, declared by the oat backend, and the transport's, shared
+#: by the HTTP backends), then trustpool's own.
+ALL_OPTS = (oat.SERVER_OPTS + _client_opts[:1] + TRANSPORT_OPTS
+            + _client_opts[1:])
+
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -213,7 +123,15 @@ def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     from trustpool import nova_api, traits
     from trustpool.attestation.backends import backend_opts
 
-    return ([(_make_group(), list(ALL_OPTS))] + backend_opts()
+    common = list(ALL_OPTS)
+    others = []
+    for group, opts in backend_opts():
+        if group == GROUP:  # options a backend adds to the shared group
+            known = {opt.dest for opt in common}
+            common += [opt for opt in opts if opt.dest not in known]
+        else:
+            others.append((group, opts))
+    return ([(_make_group(), common)] + others
             + traits.list_opts() + nova_api.list_opts())
 
 

@@ -28,11 +28,69 @@ import requests
 import requests.adapters
 import urllib3
 import urllib3.connection
+from oslo_config import cfg
 
 from trustpool.attestation.strictjson import loads_strict
 from trustpool.exceptions import AttestationError
 
-__all__ = ["HttpSettings", "JsonClient"]
+__all__ = ["TRANSPORT_OPTS", "HttpSettings", "JsonClient"]
+
+#: How the HTTP backends talk, in [trusted_computing] (COMMON_GROUP): the
+#: old filter's attestation_insecure_ssl, and trustpool's own.
+TRANSPORT_OPTS = [
+    cfg.BoolOpt(
+        "attestation_insecure_ssl",
+        default=False,
+        help="Skip verification of the attestation server's TLS "
+        "certificate. Only for labs: anyone on the path can then forge "
+        "trust answers.",
+    ),
+    cfg.StrOpt(
+        "attestation_scheme",
+        default="https",
+        choices=[
+            ("https", "TLS, verified unless attestation_insecure_ssl is set"),
+            ("http", "plain text: answers can be forged on the network"),
+        ],
+        help="URL scheme used to reach the attestation server.",
+    ),
+    cfg.FloatOpt(
+        "connect_timeout",
+        default=3.0,
+        min=0.001,
+        help="Seconds to wait for the TCP and TLS connection to the "
+        "attestation server. Keeps the scheduler from hanging on a dead "
+        "server.",
+    ),
+    cfg.FloatOpt(
+        "read_timeout",
+        default=10.0,
+        min=0.001,
+        help="Seconds allowed for the answer to arrive once connected. "
+        "connect_timeout + read_timeout is one absolute deadline for the "
+        "whole exchange (connection, TLS, headers, body, and every request "
+        "of a backend that needs several): a server that drips its answer "
+        "is cut off at it, and the failure is remembered for "
+        "failure_retry_interval.",
+    ),
+    cfg.StrOpt(
+        "client_cert_file",
+        help="PEM client certificate presented to the attestation server "
+        "for mutual TLS.",
+    ),
+    cfg.StrOpt(
+        "client_key_file",
+        help="PEM private key of client_cert_file, when the certificate "
+        "file does not contain it. Never logged.",
+    ),
+    cfg.IntOpt(
+        "max_response_bytes",
+        default=64 * 1024 * 1024,
+        min=1024,
+        help="Largest attestation answer read, in bytes; a larger one is "
+        "refused.",
+    ),
+]
 
 _CHUNK = 256 * 1024
 

@@ -18,7 +18,11 @@ from oslo_config import cfg
 from trustpool.attestation.model import HostReport
 from trustpool.exceptions import AttestationError
 
-__all__ = ["AttestationBackend"]
+__all__ = ["COMMON_GROUP", "AttestationBackend"]
+
+#: The option group shared by trustpool's backends, named as Nova's old
+#: in-tree filter named it, so that an old nova.conf keeps working.
+COMMON_GROUP = "trusted_computing"
 
 
 class AttestationBackend(abc.ABC):

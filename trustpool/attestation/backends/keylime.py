@@ -24,10 +24,14 @@ from typing import Any
 
 from oslo_config import cfg
 
-from trustpool.attestation.backends._http import HttpSettings, JsonClient
+from trustpool.attestation.backends._http import (
+    TRANSPORT_OPTS,
+    HttpSettings,
+    JsonClient,
+)
+from trustpool.attestation.backends.base import COMMON_GROUP as TC_GROUP
 from trustpool.attestation.backends.base import AttestationBackend
 from trustpool.attestation.model import MAX_CLOCK_SKEW, HostReport, TrustLevel
-from trustpool.conf import GROUP as TC_GROUP
 from trustpool.exceptions import AttestationError, ConfigurationError
 
 __all__ = ["GROUP", "KeylimeBackend", "decide"]
@@ -207,7 +211,7 @@ class KeylimeBackend(AttestationBackend):
     """Keylime verifier REST API 2.x, pull and push mode records."""
 
     name = "keylime"
-    CONFIG_OPTS = [(GROUP, _opts)]
+    CONFIG_OPTS = [(GROUP, _opts), (TC_GROUP, TRANSPORT_OPTS)]
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)

@@ -13,13 +13,19 @@ from typing import Any
 
 from oslo_config import cfg
 
-from trustpool.attestation.backends._http import HttpSettings, JsonClient
+from trustpool.attestation.backends._http import (
+    TRANSPORT_OPTS,
+    HttpSettings,
+    JsonClient,
+)
+from trustpool.attestation.backends.base import (
+    COMMON_GROUP as GROUP,
+)
 from trustpool.attestation.backends.base import AttestationBackend
 from trustpool.attestation.model import HostReport, TrustLevel
-from trustpool.conf import GROUP
 from trustpool.exceptions import AttestationError, ConfigurationError
 
-__all__ = ["OATBackend", "parse_poll_hosts"]
+__all__ = ["SERVER_OPTS", "OATBackend", "parse_poll_hosts"]
 
 LOG = logging.getLogger(__name__)
 
@@ -34,6 +40,56 @@ _LEVELS = {
 }
 _REASONS = {level: f"attestation server says {level!r}" for level in _LEVELS}
 _MAX_NAMES_SHOWN = 5
+
+
+def _old(name: str) -> list[cfg.DeprecatedOpt]:
+    return [cfg.DeprecatedOpt(name, group=GROUP)]
+
+
+#: Where the attestation server is, with the names, types and defaults of
+#: Nova's removed in-tree filter; the old install guides' spellings
+#: (server, port, ...) are read as deprecated names.
+SERVER_OPTS = [
+    cfg.HostAddressOpt(
+        "attestation_server",
+        deprecated_opts=_old("server"),
+        help="Host name or IP address of the attestation server. Required "
+        "for the 'oat' backend.",
+    ),
+    cfg.PortOpt(
+        "attestation_port",
+        default=8443,
+        min=1,
+        deprecated_opts=_old("port"),
+        help="TCP port of the attestation server. OpenAttestation 2.0 and "
+        "later listen on 8181.",
+    ),
+    cfg.StrOpt(
+        "attestation_server_ca_file",
+        deprecated_opts=_old("server_ca_file"),
+        help="PEM file with the CA certificate(s) that signed the "
+        "attestation server's certificate. When unset, the system's "
+        "trusted CAs are used.",
+    ),
+    cfg.StrOpt(
+        "attestation_api_url",
+        default="/OpenAttestationWebServices/V1.0",
+        deprecated_opts=_old("api_url"),
+        help="URL path of the attestation API, without the trailing "
+        "'/PollHosts'. OpenAttestation 1.5 and later use "
+        "'/AttestationService/resources'.",
+    ),
+    cfg.StrOpt(
+        "attestation_auth_blob",
+        secret=True,
+        deprecated_opts=_old("auth_blob"),
+        help="Credential sent to the attestation server in the "
+        "'x-auth-blob' header. Never logged: it is masked in every message. "
+        "A value with a line break (an indented continuation line in "
+        "nova.conf), another control character or a character outside "
+        "Latin-1 cannot be sent as a header and is refused at start-up.",
+    ),
+]
 
 
 def http_settings(conf: cfg.ConfigOpts) -> HttpSettings:
@@ -58,6 +114,7 @@ class OATBackend(AttestationBackend):
     """OpenAttestation 1.x, 1.5+, 2.x and Mt. Wilson PollHosts."""
 
     name = "oat"
+    CONFIG_OPTS = [(GROUP, SERVER_OPTS + TRANSPORT_OPTS)]
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)
