@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from nova.api.validation.extra_specs import base
 
+from trustpool.attestation.model import EXTRA_SPEC, TrustLevel
+
 __all__ = ["register"]
 
 EXTRA_SPEC_VALIDATORS = [
     base.ExtraSpecValidator(
-        name="trust:trusted_host",
+        name=EXTRA_SPEC,
         description=(
             "The trust level, as reported by the attestation service, that "
             "a host must have for instances of this flavor. Used by "
@@ -24,7 +26,7 @@ EXTRA_SPEC_VALIDATORS = [
         value={
             "type": str,
             "description": "The attestation level the host must have.",
-            "enum": ["trusted", "untrusted", "unknown"],
+            "enum": [level.value for level in TrustLevel],
         },
     ),
 ]

@@ -30,10 +30,14 @@ from oslo_config import cfg
 from oslo_context import context as oslo_context
 from oslo_log import log as oslo_logging
 
-from trustpool import audit, traits
 from trustpool import conf as tp_conf
-from trustpool.attestation import AttestationClient, HostReport, TrustLevel
-from trustpool.filter_names import EXTRA_SPEC
+from trustpool import decision_record, traits
+from trustpool.attestation import (
+    EXTRA_SPEC,
+    AttestationClient,
+    HostReport,
+    TrustLevel,
+)
 
 __all__ = ["EXTRA_SPEC", "TrustedFilter"]
 
@@ -124,10 +128,10 @@ class TrustedFilter(filters.BaseHostFilter):
     def _audit(self, spec_obj: Any, wanted: str, valid: bool,
                hosts: list[Any], names: list[str | None],
                reports: dict[str, HostReport], passed: list[Any]) -> None:
-        if not audit.enabled():
+        if not decision_record.enabled():
             return
         try:
-            audit.emit(
+            decision_record.emit(
                 wanted=wanted, valid=valid,
                 hosts=list(zip(names, hosts, strict=True)), reports=reports,
                 passed=[self._name_of(h) or str(h) for h in passed],

@@ -83,7 +83,7 @@ class TrustFixture(fixtures.Fixture):
         if _FixtureBackend.active is not None:
             raise RuntimeError("only one TrustFixture can be active")
         tp_conf.register_opts(self.conf)
-        backends._OVERRIDES[_BACKEND_NAME] = _FixtureBackend
+        backends.register_backend(_BACKEND_NAME, _FixtureBackend)
         _FixtureBackend.active = self
         self.addCleanup(self._deactivate)
         self._override(tp_conf.GROUP, backend=_BACKEND_NAME,
@@ -133,4 +133,4 @@ class TrustFixture(fixtures.Fixture):
 
     def _deactivate(self) -> None:
         _FixtureBackend.active = None
-        backends._OVERRIDES.pop(_BACKEND_NAME, None)
+        backends.unregister_backend(_BACKEND_NAME)

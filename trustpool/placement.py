@@ -74,7 +74,8 @@ class PlacementAPI:
     def providers(self, required: str) -> list[dict[str, Any]]:
         """Every provider carrying trait ``required``, nested and sharing
         ones included: the records as Placement gives them, each with at
-        least a string ``uuid`` and ``name``.
+        least a string ``uuid`` and ``name`` and a ``parent_provider_uuid``
+        (``None`` for a root).
 
         :raises PlacementError: also when the body is not a list of such
             records, so that the caller never acts on half an answer.
@@ -86,10 +87,12 @@ class PlacementAPI:
             body, dict) else None
         if not isinstance(records, list) or not all(
                 isinstance(r, dict) and isinstance(r.get("uuid"), str)
-                and isinstance(r.get("name"), str) for r in records):
+                and isinstance(r.get("name"), str)
+                # 1.14+: None for a root, which is what a compute node is
+                and "parent_provider_uuid" in r for r in records):
             raise PlacementError(
                 "Placement GET /resource_providers: not a list of "
-                "providers with a uuid and a name")
+                "providers with a uuid, a name and a parent")
         return records
 
     def traits(self, uuid: str) -> tuple[set[str], int]:

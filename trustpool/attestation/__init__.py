@@ -7,10 +7,11 @@ tool that needs to know which hosts an attestation service vouches for.
 
 from trustpool.attestation.backends import AttestationBackend, load_backend
 from trustpool.attestation.client import AttestationClient, ClientStats
-from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.model import EXTRA_SPEC, HostReport, TrustLevel
 from trustpool.exceptions import AttestationError, ConfigurationError
 
 __all__ = [
+    "EXTRA_SPEC",
     "AttestationBackend",
     "AttestationClient",
     "AttestationError",

@@ -10,7 +10,12 @@ from typing import NamedTuple
 
 from trustpool.attestation.timeparse import parse_vtime
 
-__all__ = ["MAX_CLOCK_SKEW", "HostReport", "TrustLevel"]
+__all__ = ["EXTRA_SPEC", "MAX_CLOCK_SKEW", "HostReport", "TrustLevel"]
+
+#: The flavor extra spec whose value is a :class:`TrustLevel`: the key
+#: Nova's old in-tree filter read, kept beside the levels it names so the
+#: filter, the API validator and the drift report share one definition.
+EXTRA_SPEC = "trust:trusted_host"
 
 #: The most an attestation server's clock may run ahead of ours, capped
 #: further by the age limit in force (max_report_age, or Keylime's

@@ -18,8 +18,7 @@ from typing import Any
 from oslo_config import cfg
 
 from trustpool import conf as tp_conf
-from trustpool.attestation import AttestationClient, TrustLevel
-from trustpool.filter_names import EXTRA_SPEC
+from trustpool.attestation import EXTRA_SPEC, AttestationClient, TrustLevel
 from trustpool.nova_api import ComputeAPI
 
 __all__ = ["DISABLE_REASON", "drift"]

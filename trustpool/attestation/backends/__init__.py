@@ -11,7 +11,8 @@ from trustpool.attestation.backends.base import AttestationBackend
 from trustpool.exceptions import ConfigurationError
 
 __all__ = ["NAMESPACE", "AttestationBackend", "available_backends",
-           "backend_opts", "load_backend"]
+           "backend_opts", "load_backend", "register_backend",
+           "unregister_backend"]
 
 #: Entry point group of backends; the names in it are what operators type.
 NAMESPACE = "trustpool.attestation.backends"
@@ -60,9 +61,28 @@ def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
     return backend
 
 
-#: Backends registered in-process by :mod:`trustpool.fixture` for tests;
-#: looked up before the entry points so a test needs no installed plugin.
+#: Backends registered in this process; looked up before the entry points.
 _OVERRIDES: dict[str, type[AttestationBackend]] = {}
+
+
+def register_backend(name: str,
+                     backend_cls: type[AttestationBackend]) -> None:
+    """Make ``backend_cls`` loadable as ``name`` in this process.
+
+    For test fixtures (:class:`trustpool.fixture.TrustFixture` uses it) and
+    embedders that build a backend in code: no installed entry point is
+    needed, and a registered name wins over an installed one. Undo with
+    :func:`unregister_backend`.
+    """
+    if not (isinstance(backend_cls, type)
+            and issubclass(backend_cls, AttestationBackend)):
+        raise TypeError(f"{backend_cls!r} is not an AttestationBackend")
+    _OVERRIDES[name] = backend_cls
+
+
+def unregister_backend(name: str) -> None:
+    """Forget a backend registered with :func:`register_backend`."""
+    _OVERRIDES.pop(name, None)
 
 
 def backend_opts() -> list[tuple[str, list[cfg.Opt]]]:

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""One structured audit event per trusted placement decision.
+"""The decision record: one JSON event per trusted placement decision.
+
+(Not the drift report, ``trustpool audit``, which asks the Nova API what
+runs where; this is what the filter decided, as it decided it.)
 
 Emitted by TrustedFilter on the ``trustpool.audit`` logger at INFO, as a
 single line of JSON, for every scheduling request whose flavor carries
