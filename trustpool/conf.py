@@ -118,7 +118,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(ALL_OPTS, group=GROUP)
 
 
-def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+def list_opts() -> list[tuple[cfg.OptGroup | str, list[cfg.Opt]]]:
     """Options for ``oslo-config-generator --namespace trustpool``."""
     from trustpool import nova_api, traits
     from trustpool.attestation.backends import backend_opts
@@ -131,7 +131,9 @@ def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
             common += [opt for opt in opts if opt.dest not in known]
         else:
             others.append((group, opts))
-    return ([(_make_group(), common)] + others
+    grouped: list[tuple[cfg.OptGroup | str, list[cfg.Opt]]] = [
+        (_make_group(), common)]
+    return (grouped + others
             + traits.list_opts() + nova_api.list_opts())
 
 

@@ -49,7 +49,8 @@ def enabled() -> bool:
     return _LOG.isEnabledFor(logging.INFO)
 
 
-def emit(*, wanted: str, valid: bool, hosts: Sequence[tuple[str, Any]],
+def emit(*, wanted: str, valid: bool,
+         hosts: Sequence[tuple[str | None, Any]],
          reports: dict[str, HostReport], passed: Sequence[str],
          server: str, request: dict[str, Any]) -> dict[str, Any]:
     """Log the decision; returns the event (for tests)."""

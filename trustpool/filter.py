@@ -225,7 +225,7 @@ def _flavor_name(spec_obj: Any) -> str:
     A Nova object lazy-loads unset fields and raises when it cannot, and
     nothing a log line needs may break a scheduling request.
     """
-    flavor = getattr(spec_obj, "flavor", None)
+    flavor: Any = getattr(spec_obj, "flavor", None)
     try:
         if "name" in flavor:
             return str(flavor.name)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from oslo_config import cfg
 from stevedore import driver, extension
 from stevedore.exception import NoMatches
@@ -31,7 +33,7 @@ def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
     :raises ConfigurationError: when no backend has that name, or the
         backend refuses its options.
     """
-    backend_cls = _OVERRIDES.get(name)
+    backend_cls: type[AttestationBackend] | None = _OVERRIDES.get(name)
     if backend_cls is None:
         installed = available_backends()
         # Checked first: stevedore would log its own warning for an
@@ -41,13 +43,19 @@ def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
                 "backend", f"no attestation backend named {name!r}; "
                 f"installed: {', '.join(installed) or 'none'}")
         try:
-            manager = driver.DriverManager(NAMESPACE, name,
-                                           invoke_on_load=False)
+            manager: driver.DriverManager = driver.DriverManager(
+                NAMESPACE, name, invoke_on_load=False)
         except NoMatches:
             raise ConfigurationError(
                 "backend", f"the attestation backend {name!r} cannot be "
                 "loaded") from None
-        backend_cls = manager.driver
+        loaded: Any = manager.driver
+        backend_cls = loaded
+    if not (isinstance(backend_cls, type)
+            and issubclass(backend_cls, AttestationBackend)):
+        raise ConfigurationError(
+            "backend", f"the attestation backend {name!r} is not an "
+            "AttestationBackend")
     for group, opts in backend_cls.CONFIG_OPTS:
         conf.register_opts(opts, group=group)
     try:
@@ -90,7 +98,8 @@ def backend_opts() -> list[tuple[str, list[cfg.Opt]]]:
 
     Only imports the backend classes; none is built.
     """
-    manager = extension.ExtensionManager(NAMESPACE, invoke_on_load=False)
+    manager: extension.ExtensionManager = extension.ExtensionManager(
+        NAMESPACE, invoke_on_load=False)
     groups: dict[str, list[cfg.Opt]] = {}
     for ext in sorted(manager, key=lambda e: e.name):
         for group, opts in ext.plugin.CONFIG_OPTS:
