@@ -8,7 +8,6 @@ import tempfile
 import pytest
 
 from tests.keylime.stack import KeylimeStack
-from tests.support.fixtures import no_secret_in_logs  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

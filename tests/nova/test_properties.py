@@ -35,6 +35,8 @@ from trustpool.attestation import (
 )
 from trustpool.filter import TrustedFilter
 
+from tests.support.clock import Clock
+
 objects.register_all()
 
 HOSTS = ["h0", "h1", "h2", "h3", "h4"]
@@ -51,13 +53,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("TRUSTPOOL_HYPOTHESIS_PROFILE",
                                      "default"))
-
-
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Backend(AttestationBackend):
@@ -116,7 +111,7 @@ class FailClosed(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
+        self.clock = Clock(0.0)
         self.backend = Backend(self.clock)
         client = AttestationClient(self.backend, ttl=TTL,
                                    failure_retry_interval=RETRY,

@@ -1,25 +1,27 @@
-"""pytest fixtures shared by the tiers: a fresh config, a throwaway PKI.
+"""pytest fixtures shared by every tier (tests/conftest.py exports them):
+a fresh config, a throwaway PKI, an HTTPS PollHosts server, the leak scan.
 
-Not a root conftest on purpose: the real-Nova tier must monkey-patch
-before requests/urllib3 are imported, so each tier's conftest imports
-these fixtures itself (tests/nova imports Nova first).
+Imports that reach requests or urllib3 (trustpool, oslo.config) happen
+inside the fixtures, not here: the real-Nova tier must monkey-patch before
+they are imported, and tests/nova/__init__.py does that first.
 """
 
 from __future__ import annotations
 
-import pytest
-from oslo_config import cfg
+from typing import Any
 
-from trustpool import conf as tp_conf
+import pytest
 
 from tests.support import leakcheck
-from tests.support.oat_server import OATServer
-from tests.support.pki import make_pki
 
 
 @pytest.fixture
-def conf() -> cfg.ConfigOpts:
+def conf() -> Any:
     """A ConfigOpts of its own per test, trustpool's options registered."""
+    from oslo_config import cfg
+
+    from trustpool import conf as tp_conf
+
     c = cfg.ConfigOpts()
     tp_conf.register_opts(c)
     c([], project="trustpool", default_config_files=[])
@@ -28,12 +30,16 @@ def conf() -> cfg.ConfigOpts:
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from tests.support.pki import make_pki
+
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
 def oat_server(pki: dict):
     """A running HTTPS PollHosts server with a certificate from ``pki``."""
+    from tests.support.oat_server import OATServer
+
     server = OATServer(pki["server"].cert, pki["server"].key).start()
     yield server
     server.stop()

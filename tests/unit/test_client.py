@@ -21,18 +21,9 @@ from trustpool.attestation import (
     TrustLevel,
 )
 
+from tests.support.clock import Clock
+
 T, U, K = TrustLevel.TRUSTED, TrustLevel.UNTRUSTED, TrustLevel.UNKNOWN
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class ScriptedBackend(AttestationBackend):
@@ -321,6 +312,17 @@ def test_invalidate_forgets_answers_and_failures(clock):
     client.invalidate()
     client.level("a")
     assert len(backend.calls) == 2
+    # a failure is remembered for failure_retry_interval...
+    backend.error = AttestationError("down")
+    clock.advance(61)
+    assert client.level("a").level is K
+    backend.error = None
+    assert client.level("a").level is K
+    assert len(backend.calls) == 3
+    # ...unless invalidated: the next call asks again at once
+    client.invalidate()
+    assert client.level("a").level is T
+    assert len(backend.calls) == 4
 
 
 class TickingClock(Clock):
