@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from oslo_config import cfg
 
 from trustpool.attestation.model import HostReport
+from trustpool.attestation.redact import Redactor
 from trustpool.exceptions import AttestationError
 
 __all__ = ["COMMON_GROUP", "AttestationBackend"]
@@ -116,25 +117,44 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def _guarded(function: _F) -> _F:
     """``function`` raising only AttestationError (and NotImplementedError,
-    which :meth:`AttestationBackend.list_hosts` may raise by contract)."""
+    which :meth:`AttestationBackend.list_hosts` may raise by contract),
+    with a message that is one bounded line holding none of the backend's
+    :attr:`~AttestationBackend.secrets` (a server's reason phrase can echo
+    whatever was sent to it)."""
 
     @functools.wraps(function)
     def guarded(self: AttestationBackend, *args: Any, **kwargs: Any) -> Any:
         try:
             return function(self, *args, **kwargs)
-        except (AttestationError, NotImplementedError):
+        except NotImplementedError:
             raise
+        except AttestationError as exc:
+            message = _text(exc)
+            safe = _safe(self, message)
+            if safe == message:
+                raise
         except Exception as exc:  # noqa: BLE001 - the point of the guard
-            raise AttestationError(
-                f"the {self.name} backend failed: {type(exc).__name__}: "
-                f"{_text(exc)}") from None
+            safe = _safe(self, f"the {self.name} backend failed: "
+                         f"{type(exc).__name__}: {_text(exc)}")
+        raise AttestationError(safe) from None
 
     guarded._guarded = True  # type: ignore[attr-defined]
     return guarded  # type: ignore[return-value]
 
 
+_MAX_MESSAGE = 500
+
+
+def _safe(backend: AttestationBackend, message: str) -> str:
+    text = Redactor(backend.secrets)(message)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE - 3] + "..."
+    return text
+
+
 def _text(exc: BaseException) -> str:
     try:
-        return str(exc)[:200]
+        return str(exc)[:1000]
     except Exception:  # noqa: BLE001 - a broken __str__ says nothing
         return "(no message)"

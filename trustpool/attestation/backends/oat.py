@@ -201,7 +201,7 @@ def parse_poll_hosts(data: Any, asked: Sequence[str],
                 f"{previous!r} and {normal!r}")
         reports[name] = _report(name, normal, entry.get("vtime"), backend)
     if strangers:
-        shown = ", ".join(repr(n) for n in strangers[:_MAX_NAMES_SHOWN])
+        shown = ", ".join(_short(n) for n in strangers[:_MAX_NAMES_SHOWN])
         more = len(strangers) - _MAX_NAMES_SHOWN
         raise AttestationError(
             "PollHosts answer names hosts that were not asked about: "
