@@ -3,22 +3,28 @@ sqlite, noauth2) and a real HTTPS attestation server, both on 127.0.0.1."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 import subprocess
 import sys
 import threading
 import time
+import uuid as uuidlib
 
 import pytest
 from keystoneauth1 import adapter as ks_adapter
+from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
 from trustpool import traits
-from trustpool.attestation import AttestationClient
+from trustpool.attestation import AttestationClient, HostReport, TrustLevel
+from trustpool.exceptions import AttestationError
 from trustpool.placement import PlacementAPI
 
 from tests.support.config import point_at
 from tests.support.placement_server import PlacementServer
+from tests.support.placement_server import _free_port as free_port
 
 TRAIT = "CUSTOM_TRUSTPOOL_TRUSTED"
 
@@ -30,11 +36,14 @@ def placement(tmp_path_factory):
     server.stop()
 
 
-def api_for(server: PlacementServer) -> PlacementAPI:
-    adapter = ks_adapter.Adapter(
-        ks_session.Session(), endpoint_override=server.url,
+def adapter_for(url: str) -> ks_adapter.Adapter:
+    return ks_adapter.Adapter(
+        ks_session.Session(), endpoint_override=url,
         additional_headers={"X-Auth-Token": "admin"})
-    return PlacementAPI(adapter)
+
+
+def api_for(server: PlacementServer) -> PlacementAPI:
+    return PlacementAPI(adapter_for(server.url))
 
 
 @pytest.fixture
@@ -189,8 +198,6 @@ def test_trait_name_is_validated():
         traits.trait_name(conf)
 
 
-
-
 def test_interval_mode_keeps_following_trust(conf, placement, providers,
                                              oat_server, pki):
     traits.register_opts(conf)
@@ -216,3 +223,366 @@ def test_interval_mode_keeps_following_trust(conf, placement, providers,
         runner.join(30)
     assert not runner.is_alive()
     assert carrying(placement, providers) == set(providers) - {flipped}
+
+
+# -- the trait invariant (issue 14): every carrier, not only compute nodes --
+
+
+class StandInClient:
+    """The one call the sync makes, answered from a dict or by raising:
+    exception types no HTTP server can make the real client raise."""
+
+    def __init__(self, levels: dict[str, str] | None = None,
+                 error: BaseException | None = None) -> None:
+        self.levels = levels or {}
+        self.error = error
+        self.calls: list[list[str]] = []
+
+    def attest_uncached(self, names):
+        self.calls.append(list(names))
+        if self.error is not None:
+            raise self.error
+        return {name: HostReport(name, TrustLevel(self.levels[name]),
+                                 "stand-in", f"stand-in says "
+                                 f"{self.levels[name]}")
+                for name in names if name in self.levels}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuidlib.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def tree(placement):
+    """A small cloud, every non-compute provider carrying the trait:
+
+    - ``trusted``, ``untrusted``, ``unknown``: compute nodes (COMPUTE_NODE,
+      VCPU inventory) in one aggregate; ``untrusted`` and ``unknown``
+      carry the trait from an earlier time;
+    - ``sharing``: a shared DISK_GB provider in that aggregate;
+    - ``vgpu``: a nested VGPU child of ``untrusted``;
+    - ``plain``: a provider without COMPUTE_NODE named like a host the
+      attestation service trusts;
+    - ``nested_compute``: a child of ``unknown`` that has COMPUTE_NODE and
+      a trusted name (not a root: no compute node Nova made).
+    """
+    agg = str(uuidlib.uuid4())
+    names = {key: unique(key) for key in (
+        "trusted", "untrusted", "unknown", "sharing", "vgpu", "plain",
+        "nested_compute")}
+    made: dict[str, str] = {}
+    for key in ("trusted", "untrusted", "unknown"):
+        extra = {TRAIT} if key != "trusted" else set()
+        made[key] = placement.create_provider(
+            names[key], {"COMPUTE_NODE", "CUSTOM_KEEP_ME"} | extra)
+        placement.set_inventory(made[key], {"VCPU": 8})
+        placement.set_aggregates(made[key], [agg])
+    made["sharing"] = placement.create_provider(
+        names["sharing"], {"MISC_SHARES_VIA_AGGREGATE", TRAIT})
+    placement.set_inventory(made["sharing"], {"DISK_GB": 1000})
+    placement.set_aggregates(made["sharing"], [agg])
+    made["vgpu"] = placement.create_provider(names["vgpu"], {TRAIT},
+                                             parent=made["untrusted"])
+    placement.set_inventory(made["vgpu"], {"VGPU": 4})
+    made["plain"] = placement.create_provider(names["plain"], {TRAIT})
+    made["nested_compute"] = placement.create_provider(
+        names["nested_compute"], {"COMPUTE_NODE", TRAIT},
+        parent=made["unknown"])
+    levels = {names["trusted"]: "trusted", names["untrusted"]: "untrusted",
+              names["unknown"]: "unknown", names["plain"]: "trusted",
+              names["nested_compute"]: "trusted"}
+    yield names, made, levels
+    for key in ("trusted", "untrusted", "unknown", "sharing", "plain"):
+        placement.delete_provider(made[key])
+
+
+def sync_with(conf, placement, client):
+    traits.register_opts(conf)
+    return traits.sync(conf, api_for(placement), client)
+
+
+def test_every_carrier_that_is_no_trusted_compute_node_loses_the_trait(
+        conf, placement, tree, caplog):
+    names, made, levels = tree
+    assert placement.carriers(TRAIT) >= set(made.values()) - {
+        made["trusted"]}
+    caplog.set_level(logging.INFO, logger="trustpool")
+    client = StandInClient(levels)
+    result = sync_with(conf, placement, client)
+    assert result.ok and result.failed is None, result
+    # exactly the compute nodes attested trusted, Placement-wide
+    assert placement.carriers(TRAIT) == {made["trusted"]}
+    assert (result.added, result.removed, result.errors) == (1, 6, 0)
+    # one attestation batch, only for root compute nodes
+    assert len(client.calls) == 1
+    assert set(client.calls[0]) >= {names["trusted"], names["untrusted"],
+                                    names["unknown"]}
+    assert names["plain"] not in client.calls[0]
+    assert names["nested_compute"] not in client.calls[0]
+    # the other traits stay where they were
+    assert "MISC_SHARES_VIA_AGGREGATE" in placement.traits(
+        made["sharing"])[0]
+    assert "COMPUTE_NODE" in placement.traits(made["nested_compute"])[0]
+    assert "CUSTOM_KEEP_ME" in placement.traits(made["untrusted"])[0]
+    # one line per removal, saying which provider and why
+    lines = {key: [r.getMessage() for r in caplog.records
+                   if names[key] in r.getMessage() and "loses" in
+                   r.getMessage()] for key in names}
+    assert "not a compute node (no COMPUTE_NODE trait)" in lines["sharing"][0]
+    assert "not a compute node (no COMPUTE_NODE trait)" in lines["plain"][0]
+    assert f"nested provider under {made['untrusted']}" in lines["vgpu"][0]
+    assert "nested provider under" in lines["nested_compute"][0]
+    assert "level untrusted: stand-in says untrusted" in \
+        lines["untrusted"][0]
+    assert "level unknown: stand-in says unknown" in lines["unknown"][0]
+    assert all(len(v) == 1 for k, v in lines.items() if k != "trusted")
+    # and a second pass has nothing to do
+    result = sync_with(conf, placement, client)
+    assert (result.added, result.removed, result.errors) == (0, 0, 0)
+    assert result.ok
+
+
+def test_the_fail_open_was_real(conf, placement):
+    """Why every carrier matters: with an unnumbered required trait,
+    Placement offers untrusted compute nodes that carry nothing
+    themselves, because a sharing disk provider in their aggregate or a
+    nested VGPU child of theirs carries the trait. A sync that looked only
+    at compute nodes left them offered; after this one they are not."""
+    agg = str(uuidlib.uuid4())
+    made: dict[str, str] = {}
+    for key in ("good", "bad", "bad_gpu"):
+        made[key] = placement.create_provider(unique(key), {"COMPUTE_NODE"})
+        placement.set_inventory(made[key], {"VCPU": 8})
+    for key in ("good", "bad"):
+        placement.set_aggregates(made[key], [agg])
+    made["disk"] = placement.create_provider(
+        unique("disk"), {"MISC_SHARES_VIA_AGGREGATE", TRAIT})
+    placement.set_inventory(made["disk"], {"DISK_GB": 1000})
+    placement.set_aggregates(made["disk"], [agg])
+    made["gpu"] = placement.create_provider(unique("gpu"), {TRAIT},
+                                            parent=made["bad_gpu"])
+    placement.set_inventory(made["gpu"], {"VGPU": 2})
+    names = {key: placement.json(f"/resource_providers/{uuid}")["name"]
+             for key, uuid in made.items()}
+    try:
+        shared = f"resources=VCPU:1,DISK_GB:1&required={TRAIT}"
+        nested = f"resources=VCPU:1,VGPU:1&required={TRAIT}"
+        for microversion in ("1.18", "1.36"):
+            assert made["bad"] in placement.allocation_candidates(
+                shared, microversion)
+        assert made["bad_gpu"] in placement.allocation_candidates(nested)
+        # neither untrusted node carries the trait itself
+        assert placement.carriers(TRAIT) == {made["disk"], made["gpu"]}
+
+        result = sync_with(conf, placement, StandInClient({
+            names["good"]: "trusted", names["bad"]: "untrusted",
+            names["bad_gpu"]: "untrusted"}))
+        assert result.ok, result
+        after = placement.allocation_candidates(shared)
+        assert made["bad"] not in after
+        assert made["bad_gpu"] not in placement.allocation_candidates(
+            nested)
+        # the trusted node is still offered, with the shared disk
+        assert {made["good"], made["disk"]} <= after
+        assert placement.carriers(TRAIT) == {made["good"]}
+    finally:
+        for key in ("good", "bad", "bad_gpu", "disk"):
+            placement.delete_provider(made[key])
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("a bug below the client"),
+    RecursionError("maximum recursion depth exceeded"),
+    OverflowError("date value out of range"),
+    AttestationError("cannot reach the attestation service"),
+    KeyError("trust_lvl"),
+], ids=lambda e: type(e).__name__)
+def test_any_attestation_failure_removes_the_trait_from_every_carrier(
+        conf, placement, tree, error, caplog):
+    names, made, levels = tree
+    sync_with(conf, placement, StandInClient(levels))
+    assert placement.carriers(TRAIT) == {made["trusted"]}
+    # everything carries the trait again; then attestation breaks
+    for uuid in made.values():
+        placement.add_trait(uuid, TRAIT)
+    result = sync_with(conf, placement, StandInClient(levels, error))
+    assert placement.carriers(TRAIT) == set()
+    assert not result.ok
+    assert result.attestation_failed
+    assert result.failed.startswith("attestation failed")
+    assert str(error).strip("'") in result.summary()
+    assert result.removed == len(made)
+    warnings = [r for r in caplog.records if "attestation failed (" in
+                r.getMessage()]
+    assert len(warnings) == 1
+    assert type(error).__name__ in warnings[0].getMessage()
+
+
+class FlakyAdapter(ks_adapter.Adapter):
+    """Raises a keystoneauth connection error for PUTs to one provider:
+    what a connection reset in the middle of a pass looks like."""
+
+    def __init__(self, failing: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.failing = failing
+
+    def request(self, url, method, **kwargs):
+        if method == "PUT" and self.failing in url:
+            raise ks_exc.ConnectFailure("Connection reset by peer")
+        return super().request(url, method, **kwargs)
+
+
+def test_a_write_error_fails_the_pass_and_the_others_still_lose_it(
+        conf, placement, tree):
+    names, made, levels = tree
+    api = PlacementAPI(FlakyAdapter(
+        made["sharing"], session=ks_session.Session(),
+        endpoint_override=placement.url,
+        additional_headers={"X-Auth-Token": "admin"}))
+    traits.register_opts(conf)
+    result = traits.sync(conf, api, StandInClient(levels))
+    assert not result.ok
+    assert result.errors == 1
+    assert "1 provider update(s) failed" in result.summary()
+    # the one Placement refused keeps it; nobody else untrusted does
+    assert placement.carriers(TRAIT) == {made["trusted"], made["sharing"]}
+    assert result.removed == 5
+
+
+def test_a_malformed_compute_listing_means_removal(conf, placement, tree):
+    """A KeyError from a body that lacks a field (here: the provider
+    records of the compute node listing lose their parent field) is one
+    more failure: every carrier loses the trait, the pass says so."""
+    names, made, levels = tree
+
+    class Malformed(PlacementAPI):
+        def providers(self, required):
+            records = super().providers(required)
+            if required == "COMPUTE_NODE":
+                return [{k: v for k, v in r.items() if k != "uuid"}
+                        for r in records]
+            return records
+
+    for uuid in made.values():
+        placement.add_trait(uuid, TRAIT)
+    traits.register_opts(conf)
+    result = traits.sync(conf, Malformed(adapter_for(placement.url)),
+                         StandInClient(levels))
+    assert not result.ok
+    assert "KeyError" in result.failed
+    assert result.errors >= 1
+    assert placement.carriers(TRAIT) == set()
+
+
+def test_placement_unreachable_the_pass_fails_without_raising(conf):
+    # a port where nothing listens
+    adapter = adapter_for(f"http://127.0.0.1:{free_port()}")
+    traits.register_opts(conf)
+    client = StandInClient({})
+    result = traits.sync(conf, PlacementAPI(adapter), client)
+    assert not result.ok
+    assert result.errors == 1
+    assert "PlacementError" in result.failed
+    assert "ConnectFailure" in result.failed
+    assert client.calls == []  # nothing listed, nothing to attest
+
+
+def test_placement_dies_in_the_middle_of_a_pass(conf, tmp_path):
+    """gunicorn stops after the providers were listed (while the compute
+    nodes are being attested): the pass reports failure and does not
+    raise; once Placement is back, the next pass removes what this one
+    could not."""
+    server = PlacementServer(tmp_path / "dying").start()
+    try:
+        nodes = {name: server.create_provider(name, {"COMPUTE_NODE", TRAIT})
+                 for name in (unique("dn") for _ in range(3))}
+        sharing = server.create_provider(unique("ds"), {TRAIT})
+
+        class Dying(StandInClient):
+            def attest_uncached(self, names):
+                server.stop()
+                return super().attest_uncached(names)
+
+        trusted = sorted(nodes)[0]
+        traits.register_opts(conf)
+        result = traits.sync(conf, api_for(server),
+                             Dying({trusted: "trusted"}))
+        assert not result.ok
+        assert result.errors == 3  # 2 untrusted nodes + the sharing one
+        assert result.removed == 0
+        server.start()
+        assert server.carriers(TRAIT) == set(nodes.values()) | {sharing}
+        result = traits.sync(conf, api_for(server),
+                             StandInClient({trusted: "trusted"}))
+        assert result.ok, result
+        assert server.carriers(TRAIT) == {nodes[trusted]}
+    finally:
+        server.stop()
+
+
+# -- the loop --------------------------------------------------------------
+
+
+def test_run_forever_survives_a_raising_pass_and_keeps_its_interval(
+        conf, placement, tree):
+    """The first passes raise (as if sync itself had a bug); the loop goes
+    on at its interval and the next real pass does its work."""
+    names, made, levels = tree
+    client = StandInClient(levels)
+    starts: list[float] = []
+    errors = [RecursionError("deep"), RuntimeError("bug"),
+              KeyError("uuid")]
+
+    def one_pass(*args):
+        starts.append(time.monotonic())
+        if errors:
+            raise errors.pop(0)
+        return traits.sync(*args)
+
+    traits.register_opts(conf)
+    stop = threading.Event()
+    runner = threading.Thread(target=traits.run_forever, args=(
+        conf, api_for(placement), client, 0.3, stop), kwargs={
+            "pass_": one_pass})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while placement.carriers(TRAIT) != {made["trusted"]}:
+            assert time.monotonic() < deadline, "never synced"
+            time.sleep(0.05)
+        assert runner.is_alive()
+    finally:
+        stop.set()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert len(starts) >= 4
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # a raising pass takes no time: the loop waits out the interval
+    assert min(gaps[:3]) >= 0.29, gaps
+
+
+def test_run_forever_is_never_a_hot_loop(conf):
+    starts: list[float] = []
+
+    def failing(*args):
+        starts.append(time.monotonic())
+        raise RuntimeError("always")
+
+    stop = threading.Event()
+    runner = threading.Thread(target=traits.run_forever, args=(
+        conf, None, None, 0, stop), kwargs={"pass_": failing})
+    runner.start()
+    time.sleep(1.0)
+    stop.set()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert 5 <= len(starts) <= 12, len(starts)  # about every 0.1 s
+
+
+def test_run_forever_stops_at_once_when_asked(conf):
+    calls: list[float] = []
+    stop = threading.Event()
+    stop.set()
+    traits.run_forever(conf, None, None, 3600, stop,
+                       pass_=lambda *a: calls.append(1))
+    assert calls == []

@@ -92,10 +92,14 @@ sqlite_synchronous = False
 
     # -- admin helpers for tests ------------------------------------------
 
-    def create_provider(self, name: str, traits: set[str]) -> str:
+    def create_provider(self, name: str, traits: set[str],
+                        parent: str | None = None) -> str:
+        """A provider with ``traits``; a nested one under ``parent``."""
         uuid = str(uuidlib.uuid4())
-        r = self.session.post(self.url + "/resource_providers",
-                              json={"name": name, "uuid": uuid})
+        body = {"name": name, "uuid": uuid}
+        if parent is not None:
+            body["parent_provider_uuid"] = parent
+        r = self.session.post(self.url + "/resource_providers", json=body)
         r.raise_for_status()
         for trait in traits:
             if trait.startswith("CUSTOM_"):
@@ -137,3 +141,50 @@ sqlite_synchronous = False
         r = self.session.get(self.url + path)
         r.raise_for_status()
         return r.json()
+
+    def set_inventory(self, uuid: str, inventories: dict[str, int]) -> None:
+        """Replace the inventory: ``{resource class: total}``."""
+        generation = self.traits(uuid)[1]
+        r = self.session.put(
+            f"{self.url}/resource_providers/{uuid}/inventories",
+            json={"resource_provider_generation": generation,
+                  "inventories": {rc: {"total": total}
+                                  for rc, total in inventories.items()}})
+        r.raise_for_status()
+
+    def set_aggregates(self, uuid: str, aggregates: list[str]) -> None:
+        """Put the provider in ``aggregates`` (uuids); how a sharing
+        provider is tied to the compute nodes it serves."""
+        # 1.18 takes a bare list (the generation-checked form is 1.19+)
+        r = self.session.put(
+            f"{self.url}/resource_providers/{uuid}/aggregates",
+            json=aggregates)
+        r.raise_for_status()
+
+    def carriers(self, trait: str) -> set[str]:
+        """The uuids of every provider carrying ``trait``, nested and
+        sharing ones included."""
+        body = self.json(f"/resource_providers?required={trait}")
+        return {p["uuid"] for p in body["resource_providers"]}
+
+    def allocation_candidates(self, query: str,
+                              microversion: str = "1.36") -> set[str]:
+        """Every provider that some allocation request of GET
+        /allocation_candidates?``query`` takes resources from."""
+        r = self.session.get(
+            f"{self.url}/allocation_candidates?{query}",
+            headers={"OpenStack-API-Version": f"placement {microversion}"})
+        r.raise_for_status()
+        return {rp for request in r.json()["allocation_requests"]
+                for rp in request["allocations"]}
+
+    def delete_provider(self, uuid: str) -> None:
+        """Delete a provider and, first, its children (Placement refuses
+        to delete a parent). A provider already gone is fine."""
+        children = self.json(f"/resource_providers?in_tree={uuid}")
+        for child in children["resource_providers"]:
+            if child["parent_provider_uuid"] == uuid:
+                self.delete_provider(child["uuid"])
+        r = self.session.delete(f"{self.url}/resource_providers/{uuid}")
+        if r.status_code != 404:
+            r.raise_for_status()
