@@ -38,8 +38,8 @@ from nova.tests.unit.scheduler import fakes
 from oslo_config import cfg
 
 from tests.support.pki import make_pki
+from trustpool.conf import make_client
 from trustpool import conf as tp_conf
-from trustpool.attestation import AttestationClient
 from trustpool.filter import TrustedFilter
 
 CONF = nova_conf.CONF
@@ -191,7 +191,7 @@ def memory(pki: dict, workdir: pathlib.Path, size: int) -> None:
     names = [f"node{i:06d}" for i in range(size)]
     server = common.RemoteOAT(pki, names[::2], workdir)
     try:
-        client = AttestationClient.from_config(oat_conf(server, pki))
+        client = make_client(oat_conf(server, pki))
         client.level("warm-up")  # imports, TLS, first connection
         gc.collect()
         rss_before = common.rss_bytes()

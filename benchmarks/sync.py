@@ -37,10 +37,10 @@ from oslo_config import cfg
 from tests.support.pki import make_pki
 from tests.support import postgres_server
 from tests.support.placement_server import PlacementServer
+from trustpool.conf import make_client
 from trustpool import conf as tp_conf
-from trustpool import traits
-from trustpool.attestation import AttestationClient
-from trustpool.placement import PlacementAPI
+from trustpool import trait_sync
+from trustpool.openstack.placement import PlacementAPI
 
 TRAIT = "CUSTOM_TRUSTPOOL_TRUSTED"
 
@@ -65,14 +65,14 @@ def make_providers(server: PlacementServer, count: int, prefix: str
 def conf_for(oat_port: int, pki: dict, concurrency: int) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     tp_conf.register_opts(conf)
-    traits.register_opts(conf)
+    trait_sync.register_opts(conf)
     conf([], default_config_files=[])
     for key, value in {"attestation_server": "127.0.0.1",
                        "attestation_port": oat_port,
                        "attestation_server_ca_file": str(pki["ca"].cert_path),
                        "read_timeout": 60.0}.items():
         conf.set_override(key, value, tp_conf.GROUP)
-    conf.set_override("concurrency", concurrency, traits.GROUP)
+    conf.set_override("concurrency", concurrency, trait_sync.GROUP)
     return conf
 
 
@@ -93,10 +93,10 @@ def run(size: int, workdir: pathlib.Path, pki: dict, server: PlacementServer,
     try:
         for concurrency in (1, 8):
             conf = conf_for(oat.port, pki, concurrency)
-            client = AttestationClient.from_config(conf)
+            client = make_client(conf)
             clear_trait(server, api, [providers[n] for n in trusted])
             start = time.monotonic()
-            result = traits.sync(conf, api, client)
+            result = trait_sync.sync(conf, api, client)
             took = time.monotonic() - start
             assert result.added == len(trusted) and result.errors == 0
             print(f"   full sync, {size} providers ({result.added} gain the "
@@ -109,9 +109,9 @@ def run(size: int, workdir: pathlib.Path, pki: dict, server: PlacementServer,
             flipped = trusted.symmetric_difference(changed)
             oat = common.RemoteOAT(pki, sorted(flipped), workdir)
             conf = conf_for(oat.port, pki, 8)
-            client = AttestationClient.from_config(conf)
+            client = make_client(conf)
             start = time.monotonic()
-            result = traits.sync(conf, api, client)
+            result = trait_sync.sync(conf, api, client)
             took = time.monotonic() - start
             assert result.added + result.removed == len(changed), result
             print(f"   diff sync, {size} providers, {len(changed)} changed: "

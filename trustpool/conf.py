@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from oslo_config import cfg
 
-from trustpool.attestation.backends import oat
+from trustpool.attestation.backends import load_backend, oat
 from trustpool.attestation.backends._http import TRANSPORT_OPTS
 from trustpool.attestation.backends.base import COMMON_GROUP
+from trustpool.attestation.client import WAIT_MARGIN, AttestationClient
 from trustpool.exceptions import ConfigurationError
 
 __all__ = [
@@ -25,11 +27,16 @@ __all__ = [
     "GROUP",
     "ConfigurationError",
     "file_problems",
+    "TRAIT_GROUP",
+    "TRAIT_OPTS",
     "header_value_problem",
-    "list_opts",
+    "make_group",
+    "make_client",
     "option_problem",
     "register_opts",
+    "register_trait_opts",
     "secret_values",
+    "trait_name",
     "validate",
 ]
 
@@ -37,7 +44,7 @@ GROUP = COMMON_GROUP
 
 
 
-def _make_group() -> cfg.OptGroup:
+def make_group() -> cfg.OptGroup:
     # A new OptGroup each time: oslo.config keeps overrides and values on
     # the OptGroup object, so sharing one between ConfigOpts objects would
     # leak settings from one to the other.
@@ -114,27 +121,83 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     Safe to call more than once on the same object.
     """
     if GROUP not in conf:
-        conf.register_group(_make_group())
+        conf.register_group(make_group())
     conf.register_opts(ALL_OPTS, group=GROUP)
 
 
-def list_opts() -> list[tuple[cfg.OptGroup | str, list[cfg.Opt]]]:
-    """Options for ``oslo-config-generator --namespace trustpool``."""
-    from trustpool import nova_api, traits
-    from trustpool.attestation.backends import backend_opts
+TRAIT_GROUP = "trustpool_traits"
+_TRAIT = re.compile(r"CUSTOM_[A-Z0-9_]{1,248}")
 
-    common = list(ALL_OPTS)
-    others = []
-    for group, opts in backend_opts():
-        if group == GROUP:  # options a backend adds to the shared group
-            known = {opt.dest for opt in common}
-            common += [opt for opt in opts if opt.dest not in known]
-        else:
-            others.append((group, opts))
-    grouped: list[tuple[cfg.OptGroup | str, list[cfg.Opt]]] = [
-        (_make_group(), common)]
-    return (grouped + others
-            + traits.list_opts() + nova_api.list_opts())
+TRAIT_OPTS = [
+    cfg.StrOpt(
+        "trait", default="CUSTOM_TRUSTPOOL_TRUSTED",
+        help="Placement trait that 'trustpool sync-traits' keeps on the "
+        "compute node providers attested trusted, and removes from every "
+        "other provider. A custom trait name: the prefix ``CUSTOM_`` "
+        "followed by A-Z, 0-9 and _."),
+    cfg.BoolOpt(
+        "sync_enabled", default=False,
+        help="Set when 'trustpool sync-traits' runs for this cloud: "
+        "TrustedFilter then warns, once per flavor, about trusted flavors "
+        "that do not also require the trait (and so miss Placement's "
+        "pre-filtering)."),
+    cfg.StrOpt(
+        "compute_provider_trait", default="COMPUTE_NODE",
+        help="Only root resource providers with this trait can carry the "
+        "trust trait; Nova puts COMPUTE_NODE on the compute node providers "
+        "it creates, which are named by hypervisor host name. Every other "
+        "provider carrying the trust trait (sharing providers, nested "
+        "children, providers without this trait) loses it."),
+    cfg.IntOpt(
+        "concurrency", default=8, min=1,
+        help="Providers updated in parallel by sync-traits."),
+]
+
+
+def register_trait_opts(conf: cfg.ConfigOpts) -> None:
+    """The ``[trustpool_traits]`` options: read by the filter (for its
+    warning) and by the trait sync, so they live here, below both."""
+    if TRAIT_GROUP not in conf:
+        conf.register_group(cfg.OptGroup(TRAIT_GROUP, title="Trust as a "
+                                         "Placement trait"))
+    conf.register_opts(TRAIT_OPTS, group=TRAIT_GROUP)
+
+
+def trait_name(conf: cfg.ConfigOpts) -> str:
+    """The configured trait, validated.
+
+    :raises ConfigurationError: when it is not a custom trait name.
+    """
+    register_trait_opts(conf)
+    trait = conf[TRAIT_GROUP].trait
+    if not _TRAIT.fullmatch(trait or ""):
+        raise ConfigurationError(
+            "trait", f"{trait!r} is not a custom trait name "
+            "(CUSTOM_ followed by A-Z, 0-9 and _)", group=TRAIT_GROUP)
+    return trait
+
+
+def make_client(conf: cfg.ConfigOpts,
+                **kwargs: Any) -> AttestationClient:
+    """Build the attestation client and its backend from nova.conf.
+
+    Registers trustpool's options on ``conf`` and checks them all, so a
+    bad value fails here, at start-up, naming the option. Lives here, not
+    in the library: the library is handed its settings and never reads
+    trustpool's options itself.
+
+    :raises trustpool.exceptions.ConfigurationError: on a bad option.
+    """
+    register_opts(conf)
+    validate(conf)
+    group = conf[GROUP]
+    backend = load_backend(conf, group.backend)
+    kwargs.setdefault("max_wait", group.connect_timeout +
+                      group.read_timeout + WAIT_MARGIN)
+    return AttestationClient(
+        backend, ttl=group.attestation_auth_timeout,
+        failure_retry_interval=group.failure_retry_interval,
+        max_report_age=group.max_report_age, **kwargs)
 
 
 def validate(conf: cfg.ConfigOpts) -> None:

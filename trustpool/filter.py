@@ -31,7 +31,7 @@ from oslo_context import context as oslo_context
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
-from trustpool import decision_record, traits
+from trustpool import decision_record
 from trustpool.attestation import (
     EXTRA_SPEC,
     AttestationClient,
@@ -67,13 +67,13 @@ class TrustedFilter(filters.BaseHostFilter):
         super().__init__()
         conf = nova_conf.CONF if conf is None else conf
         tp_conf.register_opts(conf)
-        self._client = client or AttestationClient.from_config(conf)
+        self._client = client or tp_conf.make_client(conf)
         self._host_attribute = conf[tp_conf.GROUP].host_attribute
         self._bad_values_logged: set[str] = set()
         self._errors_logged: set[str] = set()
-        traits.register_opts(conf)
-        self._trait = (traits.trait_name(conf)
-                       if conf[traits.GROUP].sync_enabled else None)
+        tp_conf.register_trait_opts(conf)
+        self._trait = (tp_conf.trait_name(conf)
+                       if conf[tp_conf.TRAIT_GROUP].sync_enabled else None)
         self._trait_warned: set[str] = set()
 
     @property

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from trustpool.attestation import AttestationClient, TrustLevel
+from trustpool.attestation import TrustLevel
 from trustpool.attestation.backends.keylime import KeylimeBackend
+from trustpool.conf import make_client
 
 from tests.support import leakcheck
 from tests.support.oat_server import OATServer, Response
@@ -68,7 +69,7 @@ def kclient(conf, verifier, pki, **options):
     values.update(options)
     for key, value in values.items():
         conf.set_override(key, value, "keylime")
-    return AttestationClient.from_config(conf)
+    return make_client(conf)
 
 
 def test_mutual_tls_bulk_and_decisions(conf, verifier, pki):

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from trustpool.attestation import AttestationClient, TrustLevel
+from trustpool.attestation import TrustLevel
+from trustpool.conf import make_client
 
 from tests.support import faults, leakcheck
 from tests.support.config import point_at
@@ -22,7 +23,7 @@ leakcheck.register(SECRET)
 
 def client_for(conf, server, ca_file, **overrides):
     point_at(conf, server, ca_file, **overrides)
-    return AttestationClient.from_config(conf)
+    return make_client(conf)
 
 
 def test_verified_with_the_right_ca(conf, pki, oat_server):
@@ -90,10 +91,10 @@ def test_plain_http_only_when_named(conf, pki):
         # https expected, plain http answers: the handshake fails.
         point_at(conf, plain, pki["ca"].cert_path)
         conf.set_override("attestation_scheme", "https", "trusted_computing")
-        client = AttestationClient.from_config(conf)
+        client = make_client(conf)
         assert client.level("n1").level is TrustLevel.UNKNOWN
         conf.set_override("attestation_scheme", "http", "trusted_computing")
-        client = AttestationClient.from_config(conf)
+        client = make_client(conf)
         assert client.level("n1").level is TrustLevel.TRUSTED
     finally:
         plain.stop()
@@ -152,7 +153,7 @@ def test_refused_connection_fails_fast(conf, pki):
     sock.close()  # nothing listens there now
     point_at(conf, type("S", (), {"port": port, "scheme": "https",
                                   "api_url": "/x"})(), pki["ca"].cert_path)
-    client = AttestationClient.from_config(conf)
+    client = make_client(conf)
     report = client.level("n1")
     assert report.level is TrustLevel.UNKNOWN
     assert "cannot reach" in report.reason
@@ -320,7 +321,7 @@ def test_one_absolute_deadline_in_native_threads(conf, pki, mode):
                        failure_retry_interval=30)
         for name, value in options.items():
             conf.set_override(name, value, "trusted_computing")
-        client = AttestationClient.from_config(conf)
+        client = make_client(conf)
         waits = []
 
         def ask():

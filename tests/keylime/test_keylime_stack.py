@@ -23,8 +23,9 @@ from oslo_config import cfg
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from trustpool import conf as tp_conf
-from trustpool.attestation import AttestationClient, TrustLevel
+from trustpool.attestation import TrustLevel
 from trustpool.attestation.backends.keylime import KeylimeBackend
+from trustpool.conf import make_client
 
 from tests.support import leakcheck
 
@@ -82,7 +83,7 @@ def test_pcr_extension_flips_backend_and_scheduler(keylime_stack):
     conf = cfg.ConfigOpts()
     conf([], default_config_files=[])
     configure(conf, stack)
-    client = AttestationClient.from_config(conf)
+    client = make_client(conf)
     names = ["compute-tpm-1", stack.agent_uuid, "compute-no-agent"]
 
     # -- trusted while PCR 23 holds the enrolled value ------------------
@@ -147,7 +148,7 @@ def test_verifier_refuses_without_client_certificate(keylime_stack):
     configure(conf, keylime_stack)
     conf.clear_override("client_cert_file", "keylime")
     conf.clear_override("client_key_file", "keylime")
-    client = AttestationClient.from_config(conf)
+    client = make_client(conf)
     report = client.level("compute-tpm-1")
     assert report.level is TrustLevel.UNKNOWN
     # 6.6 fails the handshake ("certificate required"), 7.14 answers 403
@@ -160,6 +161,6 @@ def test_certificate_name_is_checked(keylime_stack, server_name):
     conf([], default_config_files=[])
     configure(conf, keylime_stack)
     conf.set_override("tls_server_name", server_name, "keylime")
-    report = AttestationClient.from_config(conf).level("compute-tpm-1")
+    report = make_client(conf).level("compute-tpm-1")
     assert report.level is TrustLevel.UNKNOWN
     assert "TLS failure" in report.reason

@@ -19,7 +19,7 @@ from keystoneauth1 import session as ks_session
 from nova.tests.functional import integrated_helpers
 
 from trustpool.cmd import main as cli
-from trustpool.nova_api import ComputeAPI
+from trustpool.openstack.compute import ComputeAPI
 
 from tests.nova.base import TrustpoolNovaMixin
 

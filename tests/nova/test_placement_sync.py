@@ -17,10 +17,11 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
 from oslo_config import cfg
 
-from trustpool import traits
-from trustpool.attestation import AttestationClient, HostReport, TrustLevel
+from trustpool import trait_sync
+from trustpool.attestation import HostReport, TrustLevel
+from trustpool.conf import make_client
 from trustpool.exceptions import AttestationError
-from trustpool.placement import PlacementAPI
+from trustpool.openstack.placement import PlacementAPI
 
 from tests.support.config import point_at
 from tests.support.placement_server import PlacementServer
@@ -60,8 +61,8 @@ def providers(placement):
 
 def sync_once(conf, placement, oat_server, pki):
     point_at(conf, oat_server, pki["ca"].cert_path)
-    client = AttestationClient.from_config(conf)
-    return traits.sync(conf, api_for(placement), client)
+    client = make_client(conf)
+    return trait_sync.sync(conf, api_for(placement), client)
 
 
 def carrying(placement, made):
@@ -71,7 +72,7 @@ def carrying(placement, made):
 
 def test_sync_sets_flips_and_keeps_other_traits(conf, placement, providers,
                                                 oat_server, pki):
-    traits.register_opts(conf)
+    trait_sync.register_opts(conf)
     names = sorted(providers)
     oat_server.levels = {names[0]: "trusted", names[1]: "trusted",
                          names[2]: "trusted", names[3]: "untrusted",
@@ -101,7 +102,7 @@ def test_sync_sets_flips_and_keeps_other_traits(conf, placement, providers,
 
 def test_attestation_failure_removes_the_trait_everywhere(
         conf, placement, providers, oat_server, pki):
-    traits.register_opts(conf)
+    trait_sync.register_opts(conf)
     oat_server.levels = {name: "trusted" for name in providers}
     sync_once(conf, placement, oat_server, pki)
     assert carrying(placement, providers) == set(providers)
@@ -116,8 +117,8 @@ def test_no_update_lost_to_a_concurrent_writer(conf, placement, oat_server,
                                                pki):
     """nova-compute keeps writing traits (bumping generations) while the
     sync runs: both sides' traits must survive."""
-    traits.register_opts(conf)
-    conf.set_override("concurrency", 8, traits.GROUP)
+    trait_sync.register_opts(conf)
+    conf.set_override("concurrency", 8, trait_sync.GROUP)
     made = {f"busy-{i}": placement.create_provider(
         f"busy-{i}", {"COMPUTE_NODE"}) for i in range(24)}
     oat_server.levels = {name: "trusted" for name in made}
@@ -191,21 +192,21 @@ token = admin
 
 def test_trait_name_is_validated():
     conf = cfg.ConfigOpts()
-    traits.register_opts(conf)
+    trait_sync.register_opts(conf)
     conf([], default_config_files=[])
-    conf.set_override("trait", "CUSTOM_lower", traits.GROUP)
+    conf.set_override("trait", "CUSTOM_lower", trait_sync.GROUP)
     with pytest.raises(ValueError, match="not a custom trait"):
-        traits.trait_name(conf)
+        trait_sync.trait_name(conf)
 
 
 def test_interval_mode_keeps_following_trust(conf, placement, providers,
                                              oat_server, pki):
-    traits.register_opts(conf)
+    trait_sync.register_opts(conf)
     point_at(conf, oat_server, pki["ca"].cert_path)
     oat_server.levels = {name: "trusted" for name in providers}
-    client = AttestationClient.from_config(conf)
+    client = make_client(conf)
     stop = threading.Event()
-    runner = threading.Thread(target=traits.run_forever, args=(
+    runner = threading.Thread(target=trait_sync.run_forever, args=(
         conf, api_for(placement), client, 0.2, stop))
     runner.start()
     try:
@@ -297,8 +298,8 @@ def tree(placement):
 
 
 def sync_with(conf, placement, client):
-    traits.register_opts(conf)
-    return traits.sync(conf, api_for(placement), client)
+    trait_sync.register_opts(conf)
+    return trait_sync.sync(conf, api_for(placement), client)
 
 
 def test_every_carrier_that_is_no_trusted_compute_node_loses_the_trait(
@@ -439,8 +440,8 @@ def test_a_write_error_fails_the_pass_and_the_others_still_lose_it(
         made["sharing"], session=ks_session.Session(),
         endpoint_override=placement.url,
         additional_headers={"X-Auth-Token": "admin"}))
-    traits.register_opts(conf)
-    result = traits.sync(conf, api, StandInClient(levels))
+    trait_sync.register_opts(conf)
+    result = trait_sync.sync(conf, api, StandInClient(levels))
     assert not result.ok
     assert result.errors == 1
     assert "1 provider update(s) failed" in result.summary()
@@ -465,8 +466,8 @@ def test_a_malformed_compute_listing_means_removal(conf, placement, tree):
 
     for uuid in made.values():
         placement.add_trait(uuid, TRAIT)
-    traits.register_opts(conf)
-    result = traits.sync(conf, Malformed(adapter_for(placement.url)),
+    trait_sync.register_opts(conf)
+    result = trait_sync.sync(conf, Malformed(adapter_for(placement.url)),
                          StandInClient(levels))
     assert not result.ok
     assert "KeyError" in result.failed
@@ -477,9 +478,9 @@ def test_a_malformed_compute_listing_means_removal(conf, placement, tree):
 def test_placement_unreachable_the_pass_fails_without_raising(conf):
     # a port where nothing listens
     adapter = adapter_for(f"http://127.0.0.1:{free_port()}")
-    traits.register_opts(conf)
+    trait_sync.register_opts(conf)
     client = StandInClient({})
-    result = traits.sync(conf, PlacementAPI(adapter), client)
+    result = trait_sync.sync(conf, PlacementAPI(adapter), client)
     assert not result.ok
     assert result.errors == 1
     assert "PlacementError" in result.failed
@@ -504,15 +505,15 @@ def test_placement_dies_in_the_middle_of_a_pass(conf, tmp_path):
                 return super().attest_uncached(names)
 
         trusted = sorted(nodes)[0]
-        traits.register_opts(conf)
-        result = traits.sync(conf, api_for(server),
+        trait_sync.register_opts(conf)
+        result = trait_sync.sync(conf, api_for(server),
                              Dying({trusted: "trusted"}))
         assert not result.ok
         assert result.errors == 3  # 2 untrusted nodes + the sharing one
         assert result.removed == 0
         server.start()
         assert server.carriers(TRAIT) == set(nodes.values()) | {sharing}
-        result = traits.sync(conf, api_for(server),
+        result = trait_sync.sync(conf, api_for(server),
                              StandInClient({trusted: "trusted"}))
         assert result.ok, result
         assert server.carriers(TRAIT) == {nodes[trusted]}
@@ -537,11 +538,11 @@ def test_run_forever_survives_a_raising_pass_and_keeps_its_interval(
         starts.append(time.monotonic())
         if errors:
             raise errors.pop(0)
-        return traits.sync(*args)
+        return trait_sync.sync(*args)
 
-    traits.register_opts(conf)
+    trait_sync.register_opts(conf)
     stop = threading.Event()
-    runner = threading.Thread(target=traits.run_forever, args=(
+    runner = threading.Thread(target=trait_sync.run_forever, args=(
         conf, api_for(placement), client, 0.3, stop), kwargs={
             "pass_": one_pass})
     runner.start()
@@ -569,7 +570,7 @@ def test_run_forever_is_never_a_hot_loop(conf):
         raise RuntimeError("always")
 
     stop = threading.Event()
-    runner = threading.Thread(target=traits.run_forever, args=(
+    runner = threading.Thread(target=trait_sync.run_forever, args=(
         conf, None, None, 0, stop), kwargs={"pass_": failing})
     runner.start()
     time.sleep(1.0)
@@ -583,6 +584,6 @@ def test_run_forever_stops_at_once_when_asked(conf):
     calls: list[float] = []
     stop = threading.Event()
     stop.set()
-    traits.run_forever(conf, None, None, 3600, stop,
+    trait_sync.run_forever(conf, None, None, 3600, stop,
                        pass_=lambda *a: calls.append(1))
     assert calls == []

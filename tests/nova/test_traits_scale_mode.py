@@ -14,9 +14,9 @@ from keystoneauth1 import adapter as ks_adapter
 from keystoneauth1 import session as ks_session
 from nova.tests.functional import integrated_helpers
 
-from trustpool import traits
+from trustpool import trait_sync
 from trustpool.cmd import main as cli
-from trustpool.placement import PlacementAPI
+from trustpool.openstack.placement import PlacementAPI
 
 from tests.nova.base import CONF, TrustpoolNovaMixin
 
@@ -82,8 +82,8 @@ class TraitWarningTest(TrustpoolNovaMixin,
 
     def setUp(self):
         self.setup_trustpool({"host1": "trusted"})
-        traits.register_opts(CONF)
-        self.flags(group=traits.GROUP, sync_enabled=True)
+        trait_sync.register_opts(CONF)
+        self.flags(group=trait_sync.GROUP, sync_enabled=True)
         super().setUp()
         self._start_compute("host1")
         self.old_style = self._create_flavor(

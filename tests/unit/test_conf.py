@@ -10,7 +10,8 @@ import pytest
 from oslo_config import cfg
 
 from trustpool import conf as tp_conf
-from trustpool.attestation import AttestationClient
+from trustpool import opts as tp_opts
+from trustpool.conf import make_client
 from trustpool.exceptions import ConfigurationError
 
 from tests.support import leakcheck
@@ -114,7 +115,7 @@ def test_unknown_backend_is_refused_at_start_up(tmp_path):
     c = load_conf(tmp_path, "[trusted_computing]\nbackend = oatt\n"
                   "attestation_server = 127.0.0.1\n")
     with pytest.raises(ConfigurationError) as err:
-        AttestationClient.from_config(c)
+        make_client(c)
     assert err.value.option == "backend"
     assert "'oatt'" in str(err.value)
     assert "oat" in str(err.value).split("installed:")[1]
@@ -122,7 +123,7 @@ def test_unknown_backend_is_refused_at_start_up(tmp_path):
 
 def test_oat_backend_needs_a_server(conf):
     with pytest.raises(ConfigurationError) as err:
-        AttestationClient.from_config(conf)
+        make_client(conf)
     assert err.value.option == "attestation_server"
 
 
@@ -145,7 +146,7 @@ def test_key_without_certificate_is_refused(tmp_path):
 
 
 def test_list_opts_covers_every_option_with_help():
-    groups = {getattr(g, "name", g): opts for g, opts in tp_conf.list_opts()}
+    groups = {getattr(g, "name", g): opts for g, opts in tp_opts.list_opts()}
     names = {opt.dest for opt in groups["trusted_computing"]}
     for legacy in LEGACY_NAMES:
         assert legacy in names
@@ -162,7 +163,7 @@ def test_sample_generator_prints_every_option():
          "--namespace", "trustpool"],
         check=True, capture_output=True, text=True).stdout
     assert "[trusted_computing]" in out
-    for _group, opts in tp_conf.list_opts():
+    for _group, opts in tp_opts.list_opts():
         for opt in opts:
             assert f"\n#{opt.dest} =" in out, opt.dest
     assert "Deprecated group/name - [trusted_computing]/auth_blob" in out
@@ -192,7 +193,7 @@ def test_header_secrets_that_cannot_be_sent_are_refused(tmp_path, text,
     c = load_conf(tmp_path, "[trusted_computing]\n"
                   "attestation_server = 127.0.0.1\n" + text)
     with pytest.raises(ConfigurationError) as err:
-        AttestationClient.from_config(c)
+        make_client(c)
     assert err.value.option == "attestation_auth_blob"
     assert needle in str(err.value)
     assert "half-of-blob" not in str(err.value)

@@ -12,8 +12,9 @@ import logging
 import pytest
 import requests_mock
 
-from trustpool.attestation import AttestationClient, AttestationError
+from trustpool.attestation import AttestationError
 from trustpool.attestation.backends.oat import OATBackend
+from trustpool.conf import make_client
 
 from tests.support import leakcheck
 
@@ -141,7 +142,7 @@ def test_secret_never_logged(conf, caplog):
     conf.set_override("attestation_server", "oat.example.org",
                       "trusted_computing")
     conf.set_override("attestation_auth_blob", SECRET, "trusted_computing")
-    client = AttestationClient.from_config(conf)
+    client = make_client(conf)
     with requests_mock.Mocker() as m:
         m.post(URL, status_code=403, text=f"denied {SECRET}")
         report = client.level("n1")

@@ -34,16 +34,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from oslo_config import cfg
-
-from trustpool import conf as tp_conf
-from trustpool.attestation.backends import AttestationBackend, load_backend
+from trustpool.attestation.backends import AttestationBackend
 from trustpool.attestation.cache import ReportCache
 from trustpool.attestation.model import MAX_CLOCK_SKEW, HostReport, TrustLevel
 from trustpool.attestation.redact import Redactor
 from trustpool.exceptions import AttestationError
 
-__all__ = ["AttestationClient", "ClientStats"]
+__all__ = ["WAIT_MARGIN", "AttestationClient", "ClientStats"]
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +50,7 @@ DEFAULT_MAX_HOSTS = 1_000_000
 _NOT_MENTIONED = "the attestation service did not mention this host"
 #: Seconds a caller may wait, beyond one request's own timeouts, for the
 #: refresh another thread is making.
-_WAIT_MARGIN = 0.5
+WAIT_MARGIN = 0.5
 #: Seconds past a backend's own timeout before its call is abandoned: the
 #: backend's own, more precise, message normally comes first.
 _ABANDON_MARGIN = 0.25
@@ -124,27 +121,6 @@ class AttestationClient:
         #: peer that never lets go costs one thread, not one per retry
         self._stray: threading.Thread | None = None
         self._logged: dict[str, float] = {}
-
-    @classmethod
-    def from_config(cls, conf: cfg.ConfigOpts,
-                    **kwargs: object) -> AttestationClient:
-        """Build the client and its backend from ``[trusted_computing]``.
-
-        Registers trustpool's options on ``conf`` and checks them all, so a
-        bad value fails here, at start-up, naming the option.
-
-        :raises trustpool.exceptions.ConfigurationError: on a bad option.
-        """
-        tp_conf.register_opts(conf)
-        tp_conf.validate(conf)
-        group = conf[tp_conf.GROUP]
-        backend = load_backend(conf, group.backend)
-        kwargs.setdefault("max_wait", group.connect_timeout +
-                          group.read_timeout + _WAIT_MARGIN)
-        return cls(backend, ttl=group.attestation_auth_timeout,
-                   failure_retry_interval=group.failure_retry_interval,
-                   max_report_age=group.max_report_age,
-                   **kwargs)  # type: ignore[arg-type]
 
     def levels(self, hostnames: Iterable[str]) -> dict[str, HostReport]:
         """A report for every distinct name in ``hostnames``.

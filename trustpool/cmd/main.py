@@ -21,17 +21,16 @@ from oslo_config import cfg
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
-from trustpool import nova_api, placement, traits
+from trustpool import drift, trait_sync
 from trustpool.attestation import (
-    AttestationClient,
     AttestationError,
     ConfigurationError,
     HostReport,
     TrustLevel,
 )
 from trustpool.attestation.redact import Redactor
-from trustpool.cmd import audit as audit_cmd
 from trustpool.cmd import checks
+from trustpool.openstack import compute, placement
 
 __all__ = ["main"]
 
@@ -98,9 +97,9 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
     # Standard output carries the command's answer (JSON for scripts);
     # logs go to standard error unless nova.conf sends them elsewhere.
     conf.set_default("use_stderr", True)
-    nova_api.register_opts(conf)
+    compute.register_opts(conf)
     placement.register_opts(conf)
-    traits.register_opts(conf)
+    tp_conf.register_trait_opts(conf)
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=_add_parsers))
     tp_conf.register_opts(conf)
@@ -143,7 +142,7 @@ def _check_config(conf: cfg.ConfigOpts) -> int:
 
 def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
     try:
-        client = AttestationClient.from_config(conf)
+        client = tp_conf.make_client(conf)
     except ConfigurationError as exc:
         return _fail(str(exc))
     try:
@@ -172,17 +171,17 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
 def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
                  api: Any) -> int:
     try:
-        traits.trait_name(conf)
-        client = AttestationClient.from_config(conf)
+        tp_conf.trait_name(conf)
+        client = tp_conf.make_client(conf)
         if api is None:
             api = placement.PlacementAPI(placement.adapter_from_conf(conf))
     except ConfigurationError as exc:
         return _fail(str(exc))
     try:
         if interval is not None:
-            traits.run_forever(conf, api, client, interval)
+            trait_sync.run_forever(conf, api, client, interval)
             return OK
-        result = traits.sync(conf, api, client)
+        result = trait_sync.sync(conf, api, client)
     except placement.PlacementError as exc:
         return _fail(str(exc))
     finally:
@@ -192,16 +191,16 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
 
 
 def _audit(conf: cfg.ConfigOpts, fmt: str, disable: bool,
-           compute: Any) -> int:
+           api: Any) -> int:
     try:
-        client = AttestationClient.from_config(conf)
-        if compute is None:
-            compute = nova_api.ComputeAPI(nova_api.adapter_from_conf(conf))
+        client = tp_conf.make_client(conf)
+        if api is None:
+            api = compute.ComputeAPI(compute.adapter_from_conf(conf))
     except ConfigurationError as exc:
         return _fail(str(exc))
     try:
-        report = audit_cmd.drift(conf, compute, client, disable)
-    except (AttestationError, nova_api.NovaAPIError) as exc:
+        report = drift.drift(conf, api, client, disable)
+    except (AttestationError, compute.NovaAPIError) as exc:
         return _fail(str(exc))
     finally:
         client.close()
@@ -224,7 +223,7 @@ def _audit(conf: cfg.ConfigOpts, fmt: str, disable: bool,
                       f"  {r['level']:<{widths[2]}}  {r['reason']}")
         for host in report["disabled_hosts"]:
             print(f"disabled nova-compute on {host}: "
-                  f"{audit_cmd.DISABLE_REASON}")
+                  f"{drift.DISABLE_REASON}")
     return NOT_TRUSTED if report["drift"] else OK
 
 

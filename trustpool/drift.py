@@ -19,7 +19,7 @@ from oslo_config import cfg
 
 from trustpool import conf as tp_conf
 from trustpool.attestation import EXTRA_SPEC, AttestationClient, TrustLevel
-from trustpool.nova_api import ComputeAPI
+from trustpool.openstack.compute import ComputeAPI
 
 __all__ = ["DISABLE_REASON", "drift"]
 
@@ -39,7 +39,7 @@ def drift(conf: cfg.ConfigOpts, compute: ComputeAPI,
     """The drift report; disables services when asked.
 
     :raises trustpool.exceptions.AttestationError: attestation failed.
-    :raises trustpool.nova_api.NovaAPIError: the Nova API failed.
+    :raises trustpool.openstack.compute.NovaAPIError: the Nova API failed.
     """
     attribute = conf[tp_conf.GROUP].host_attribute
     trusted = [s for s in compute.servers()

@@ -21,8 +21,8 @@ from typing import Any
 from keystoneauth1 import adapter as ks_adapter
 from oslo_config import cfg
 
-from trustpool import ksa
 from trustpool.exceptions import TrustpoolError
+from trustpool.openstack import session
 
 __all__ = ["GROUP", "PlacementAPI", "PlacementError", "ProviderGone",
            "adapter_from_conf", "register_opts"]
@@ -51,12 +51,12 @@ class ProviderGone(PlacementError):
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Nova's ``[placement]`` keystoneauth options, when Nova has not."""
-    ksa.register_opts(conf, GROUP, "placement")
+    session.register_opts(conf, GROUP, "placement")
 
 
 def adapter_from_conf(conf: cfg.ConfigOpts) -> ks_adapter.Adapter:
     register_opts(conf)
-    return ksa.adapter_from_conf(
+    return session.adapter_from_conf(
         conf, GROUP, "sync-traits needs credentials for Placement (the "
         "same as nova-scheduler's)")
 

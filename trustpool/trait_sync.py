@@ -27,7 +27,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,15 +36,14 @@ from oslo_config import cfg
 
 from trustpool.attestation import AttestationClient, HostReport, TrustLevel
 from trustpool.attestation.redact import Redactor
-from trustpool.exceptions import ConfigurationError
-from trustpool.placement import PlacementAPI
+from trustpool.conf import TRAIT_GROUP as GROUP
+from trustpool.conf import register_trait_opts as register_opts
+from trustpool.conf import secret_values, trait_name
+from trustpool.openstack.placement import PlacementAPI
 
-__all__ = ["GROUP", "SyncResult", "list_opts", "register_opts",
-           "run_forever", "sync", "trait_name"]
+__all__ = ["SyncResult", "run_forever", "sync"]
 
 LOG = logging.getLogger(__name__)
-GROUP = "trustpool_traits"
-_TRAIT = re.compile(r"CUSTOM_[A-Z0-9_]{1,248}")
 #: ``run_forever`` never waits less than this between the starts of two
 #: passes: a zero or negative ``--interval`` must not become a hot loop
 #: against Placement and the attestation service.
@@ -53,55 +51,6 @@ MIN_INTERVAL = 0.1
 #: How much of an exception's text a log line or result quotes.
 _QUOTE = 300
 
-_opts = [
-    cfg.StrOpt(
-        "trait", default="CUSTOM_TRUSTPOOL_TRUSTED",
-        help="Placement trait that 'trustpool sync-traits' keeps on the "
-        "compute node providers attested trusted, and removes from every "
-        "other provider. A custom trait name: the prefix ``CUSTOM_`` "
-        "followed by A-Z, 0-9 and _."),
-    cfg.BoolOpt(
-        "sync_enabled", default=False,
-        help="Set when 'trustpool sync-traits' runs for this cloud: "
-        "TrustedFilter then warns, once per flavor, about trusted flavors "
-        "that do not also require the trait (and so miss Placement's "
-        "pre-filtering)."),
-    cfg.StrOpt(
-        "compute_provider_trait", default="COMPUTE_NODE",
-        help="Only root resource providers with this trait can carry the "
-        "trust trait; Nova puts COMPUTE_NODE on the compute node providers "
-        "it creates, which are named by hypervisor host name. Every other "
-        "provider carrying the trust trait (sharing providers, nested "
-        "children, providers without this trait) loses it."),
-    cfg.IntOpt(
-        "concurrency", default=8, min=1,
-        help="Providers updated in parallel by sync-traits."),
-]
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    if GROUP not in conf:
-        conf.register_group(cfg.OptGroup(GROUP, title="Trust as a "
-                                         "Placement trait"))
-    conf.register_opts(_opts, group=GROUP)
-
-
-def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
-    return [(GROUP, list(_opts))]
-
-
-def trait_name(conf: cfg.ConfigOpts) -> str:
-    """The configured trait, validated.
-
-    :raises ConfigurationError: when it is not a custom trait name.
-    """
-    register_opts(conf)
-    trait = conf[GROUP].trait
-    if not _TRAIT.fullmatch(trait or ""):
-        raise ConfigurationError(
-            "trait", f"{trait!r} is not a custom trait name "
-            "(CUSTOM_ followed by A-Z, 0-9 and _)", group=GROUP)
-    return trait
 
 
 @dataclasses.dataclass
@@ -346,6 +295,7 @@ class _Pass:
         if not want:
             self.handled.add(provider["uuid"])
         try:
+            assert self.trait is not None  # set before any change
             wrote = self.placement.set_trait(provider["uuid"], self.trait,
                                              want)
         except Exception as exc:  # noqa: BLE001 - counted, pass goes on
@@ -397,9 +347,7 @@ def _level(report: HostReport) -> str:
 
 def _redactor(conf: cfg.ConfigOpts) -> Redactor:
     try:
-        # imported here: trustpool.conf imports this module for list_opts
-        from trustpool import conf as tp_conf
-        return Redactor(tp_conf.secret_values(conf))
+        return Redactor(secret_values(conf))
     except Exception:  # noqa: BLE001 - secret_values never raises; belt
         return Redactor()
 

@@ -16,8 +16,8 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from trustpool import ksa
 from trustpool.exceptions import TrustpoolError
+from trustpool.openstack import session
 
 __all__ = ["GROUP", "ComputeAPI", "NovaAPIError", "adapter_from_conf",
            "list_opts", "register_opts"]
@@ -44,7 +44,7 @@ def _group() -> cfg.OptGroup:
 def register_opts(conf: cfg.ConfigOpts) -> None:
     if GROUP not in conf:
         conf.register_group(_group())
-    ksa.register_opts(conf, GROUP, "compute")
+    session.register_opts(conf, GROUP, "compute")
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
@@ -61,7 +61,7 @@ def adapter_from_conf(conf: cfg.ConfigOpts) -> ks_adapter.Adapter:
     :raises ConfigurationError: when no credentials are configured.
     """
     register_opts(conf)
-    return ksa.adapter_from_conf(
+    return session.adapter_from_conf(
         conf, GROUP, "trustpool audit needs credentials for the Nova API")
 
 
