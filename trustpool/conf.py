@@ -194,6 +194,7 @@ def make_client(conf: cfg.ConfigOpts,
     backend = load_backend(conf, group.backend)
     kwargs.setdefault("max_wait", group.connect_timeout +
                       group.read_timeout + WAIT_MARGIN)
+    kwargs.setdefault("secrets", secret_values(conf))
     return AttestationClient(
         backend, ttl=group.attestation_auth_timeout,
         failure_retry_interval=group.failure_retry_interval,

@@ -353,3 +353,50 @@ def test_one_absolute_deadline_in_native_threads(conf, pki, mode):
     # transport's, and no worker thread is left reading
     assert faults.FAULTS[mode].needle in again["node-a"].reason
     assert client._stray is None
+
+
+def _raw_answer(head: bytes, body: bytes):
+    def respond(request):
+        faults._raw(request, head, [body])
+    return respond
+
+
+_BODY = json.dumps({"hosts": [{"host_name": "n1", "trust_lvl": "trusted",
+                               "vtime": "2026-11-23T10:00:00Z"}]}).encode()
+
+
+@pytest.mark.parametrize(("head", "body", "needle"), [
+    (b"HTTP/1.1 +200 OK\r\nContent-Length: %d\r\n\r\n" % len(_BODY), _BODY,
+     "BadStatusLine"),
+    (b"HTTP/1.1 205 Reset Content\r\nContent-Length: %d\r\n\r\n"
+     % len(_BODY), _BODY, "HTTP 205"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: +%d\r\n\r\n" % len(_BODY), _BODY,
+     "invalid Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nX-Nul: a\x00b\r\nContent-Length: %d\r\n\r\n"
+     % len(_BODY), _BODY, "malformed headers"),
+    (b"HTTP/1.1 200 OK\r\nbroken line\r\nContent-Length: %d\r\n\r\n"
+     % len(_BODY), _BODY, "malformed headers"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"0x%x\r\n%s\r\n0\r\n\r\n" % (len(_BODY), _BODY), "connection broke"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"%x\r\n%sXX0\r\n\r\n" % (len(_BODY), _BODY), "connection broke"),
+    (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"%x\r\n%s\r\n0\r\n\r\n" % (len(_BODY), _BODY), "malformed headers"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
+     % len(_BODY.decode().encode("utf-16")), _BODY.decode().encode("utf-16"),
+     "not UTF-8"),
+])
+def test_framing_two_parsers_could_read_two_ways_is_refused(
+        conf, pki, head, body, needle):
+    """Found by the fuzz tier: answers whose framing http.client or
+    json.loads read leniently (int() on a status or a chunk size, a header
+    line it cannot parse, UTF-16) were trusted."""
+    server = OATServer(pki["server"].cert, pki["server"].key).start()
+    server.responder = _raw_answer(head, body)
+    try:
+        client = client_for(conf, server, pki["ca"].cert_path)
+        report = client.level("n1")
+    finally:
+        server.stop()
+    assert report.level is TrustLevel.UNKNOWN
+    assert needle in report.reason, report.reason

@@ -85,10 +85,19 @@ def test_hosts_not_mentioned_are_left_out():
     assert set(reports) == {"node2"}
 
 
-def test_same_host_twice_with_same_level_is_fine():
-    reports = parse_poll_hosts({"hosts": [entry("node1", "trusted"),
-                                          entry("node1", "Trusted")]}, ASKED)
-    assert reports["node1"].level is TrustLevel.TRUSTED
+def test_same_host_twice_is_refused_even_with_the_same_level():
+    # found by the fuzz tier: a server that repeats an entry has its
+    # protocol wrong, and no entry of its answer proves anything
+    with pytest.raises(AttestationError, match="twice"):
+        parse_poll_hosts({"hosts": [entry("node1", "trusted"),
+                                    entry("node1", "Trusted")]}, ASKED)
+
+
+@pytest.mark.parametrize("level", ["\u2003trusted", "trusted\u00a0",
+                                   "TRUSTED\u200b", "\u0074rusted\x00"])
+def test_look_alike_levels_are_not_trusted(level):
+    reports = parse_poll_hosts({"hosts": [entry("node1", level)]}, ASKED)
+    assert reports["node1"].level is TrustLevel.UNKNOWN
 
 
 @pytest.mark.parametrize(("data", "needle"), [

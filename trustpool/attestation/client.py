@@ -54,6 +54,8 @@ WAIT_MARGIN = 0.5
 #: Seconds past a backend's own timeout before its call is abandoned: the
 #: backend's own, more precise, message normally comes first.
 _ABANDON_MARGIN = 0.25
+#: Longest reason kept from a backend's report.
+_MAX_REASON = 500
 #: The same unexpected error is logged at most this often (seconds): a
 #: scheduler asks many times a second, a log line per request is a flood.
 _REPEAT_LOG_INTERVAL = 60.0
@@ -103,7 +105,8 @@ class AttestationClient:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  max_hosts: int = DEFAULT_MAX_HOSTS,
-                 max_wait: float | None = None) -> None:
+                 max_wait: float | None = None,
+                 secrets: Sequence[str] = ()) -> None:
         self.backend = backend
         self.max_wait = max_wait
         self.ttl = ttl
@@ -115,7 +118,9 @@ class AttestationClient:
         self._refresh_lock = threading.Lock()
         self._failure: _Failure | None = None
         self.stats = ClientStats()
-        self.redact = Redactor(getattr(backend, "secrets", ()))
+        # the backend's own secrets, and any others the caller knows of
+        # (every secret option of nova.conf): a peer can echo anything
+        self.redact = Redactor([*getattr(backend, "secrets", ()), *secrets])
         #: the worker of a backend call that was abandoned at its deadline
         #: and has not ended yet; no new call starts while it runs, so a
         #: peer that never lets go costs one thread, not one per retry
@@ -277,6 +282,11 @@ class AttestationClient:
                     raise AttestationError(
                         f"backend {self._backend_name()} gave {name!r} a "
                         "report without a trust level")
+                if self.redact or len(report.reason) > _MAX_REASON:
+                    # a reason can quote the answer, and the answer can
+                    # quote anything, a secret included
+                    report = report._replace(reason=_bounded(
+                        self.redact(report.reason)))
                 answered[name] = report
         LOG.debug("Asked %s about %d host(s) in %.3fs",
                   self.backend.describe(), len(names),
@@ -352,7 +362,7 @@ class AttestationClient:
             text = self.redact(exc)
         else:
             text = f"{type(exc).__name__}: {self.redact(exc)}"
-        return " ".join(text.split())[:500]
+        return _bounded(" ".join(text.split()))
 
     def _log_unexpected(self, during: str, exc: BaseException) -> str:
         """Log an exception that reached the outermost boundary, at most
@@ -398,3 +408,8 @@ class AttestationClient:
                 f"the {skew:g}s of clock skew allowed with max_report_age); "
                 f"it said {report.level.value!r}")
         return report
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= _MAX_REASON else \
+        text[:_MAX_REASON - 3] + "..."

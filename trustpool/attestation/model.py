@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from trustpool.attestation.timeparse import parse_vtime
 
-__all__ = ["EXTRA_SPEC", "MAX_CLOCK_SKEW", "HostReport", "TrustLevel"]
+__all__ = ["EXTRA_SPEC", "MAX_CLOCK_SKEW", "HostReport", "TrustLevel", "fold"]
 
 #: The flavor extra spec whose value is a :class:`TrustLevel`: the key
 #: Nova's old in-tree filter read, kept beside the levels it names so the
@@ -79,3 +79,15 @@ class HostReport(NamedTuple):
 @functools.lru_cache(maxsize=1 << 17)
 def _parse_cached(text: str) -> datetime.datetime:
     return parse_vtime(text)
+
+
+def fold(word: str) -> str:
+    """A level word as a service sent it, in the one form that is compared:
+    surrounding spaces and tabs dropped, ASCII letters lower-cased.
+
+    ASCII only on purpose: Unicode case and space rules would read
+    ``"\u2003trusted"`` or ``"TRUS\u0054ED"``-style look-alikes as a level
+    nobody sent; anything non-ASCII stays itself and matches no level.
+    """
+    stripped = word.strip(" \t")
+    return stripped.lower() if stripped.isascii() else stripped

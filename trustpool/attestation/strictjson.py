@@ -18,12 +18,20 @@ def loads_strict(raw: bytes) -> Any:
     Refuses what :func:`json.loads` quietly accepts or chokes on: a key
     twice in one object (read last-wins, so ``{"trust_lvl": "untrusted",
     "trust_lvl": "trusted"}`` would say trusted), ``NaN``/``Infinity``,
-    and nesting deep enough to raise ``RecursionError``.
+    nesting deep enough to raise ``RecursionError``, and any encoding but
+    UTF-8.
 
     :raises AttestationError: on anything but strict JSON.
     """
+    if raw.startswith(b"\xef\xbb\xbf"):  # RFC 8259: a BOM may be ignored
+        raw = raw[3:]
     try:
-        return json.loads(raw, object_pairs_hook=_unique_keys,
+        # RFC 8259: UTF-8 only. json.loads would also guess UTF-16/32.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AttestationError("not UTF-8") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys,
                           parse_constant=_no_constant)
     except AttestationError:
         raise

@@ -19,6 +19,9 @@ in native threads and eventlet alike), and the exchange then fails as
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import logging
+import re
 import socket
 import threading
 import time
@@ -28,6 +31,8 @@ import requests
 import requests.adapters
 import urllib3
 import urllib3.connection
+import urllib3.exceptions
+import urllib3.response
 from oslo_config import cfg
 
 from trustpool.attestation.strictjson import loads_strict
@@ -192,12 +197,102 @@ class _WatchedConnection:
             killer.close()
 
 
-class _HTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+#: http.client's own limit on a status line
+_MAX_LINE = 65536
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] [1-9][0-9]{2}(?: [^\r\n]*)?\r\n")
+_CHUNK_SIZE_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}(?:;[^\r\n]*)?\r\n")
+
+
+class _StrictStatus(http.client.HTTPResponse):
+    """http.client reads ``HTTP/1.1 +200 OK``, ``0200`` or ``2_00`` as 200
+    (it calls ``int()``); a trust answer must be framed as the grammar
+    says, or it is not read at all."""
+
+    def _read_status(self) -> tuple[str, int, str]:  # type: ignore[override]
+        line = self.fp.readline(_MAX_LINE + 1)
+        if not line:
+            raise http.client.RemoteDisconnected(
+                "Remote end closed connection without response")
+        if not _STATUS_LINE.fullmatch(line):
+            self._close_conn()  # type: ignore[attr-defined]
+            raise http.client.BadStatusLine(_printable(line[:80]))
+        version, status, reason = (line.decode("iso-8859-1").rstrip("\r\n")
+                                   + " ").split(" ", 2)
+        return version, int(status), reason.strip()
+
+    # Chunked bodies: http.client reads a size with ``int(line, 16)`` (so
+    # ``0x1f``, ``+1f``, `` 1f`` and ``1_f`` pass) and throws away the two
+    # bytes after each chunk unread; both are checked here.
+
+    def _read_next_chunk_size(self) -> int:
+        line = self.fp.readline(1025)
+        if not _CHUNK_SIZE_LINE.fullmatch(line):
+            self._close_conn()  # type: ignore[attr-defined]
+            raise ValueError("malformed chunk size line")
+        return int(line.split(b";", 1)[0], 16)
+
+    def _get_chunk_left(self) -> int | None:
+        if self.chunk_left == 0:  # type: ignore[attr-defined]
+            if self._safe_read(2) != b"\r\n":  # type: ignore[attr-defined]
+                self._close_conn()  # type: ignore[attr-defined]
+                raise http.client.IncompleteRead(b"")
+            self.chunk_left = None  # type: ignore[attr-defined]
+        return super()._get_chunk_left()  # type: ignore[misc,no-any-return]
+
+
+class _StrictChunks(urllib3.response.HTTPResponse):
+    """urllib3 reads a chunk size with ``int(line, 16)`` (so ``0x1f``,
+    ``+1f``, `` 1f`` and ``1_f`` pass) and throws away the two bytes after
+    a chunk unread; both are checked here."""
+
+    def _update_chunk_length(self) -> None:
+        if self.chunk_left is not None:
+            return
+        line = self._fp.fp.readline(1025)  # type: ignore[union-attr]
+        if not _CHUNK_SIZE_LINE.fullmatch(line):
+            self.close()
+            raise urllib3.exceptions.ProtocolError(
+                "malformed chunk size line")
+        self.chunk_left = int(line.split(b";", 1)[0], 16)
+
+    def _handle_chunk(self, amt: int | None) -> bytes:
+        left = self.chunk_left or 0
+        if amt is not None and amt < left:
+            value: bytes = self._fp._safe_read(amt)  # type: ignore[union-attr]
+            self.chunk_left = left - amt
+            return value
+        value = self._fp._safe_read(left)  # type: ignore[union-attr]
+        if self._fp._safe_read(2) != b"\r\n":  # type: ignore[union-attr]
+            self.close()
+            raise urllib3.exceptions.ProtocolError(
+                "chunk not followed by CRLF")
+        self.chunk_left = None
+        return value
+
+
+class _StrictConnection(_WatchedConnection):
+    """Every response read with the strict parsers above. urllib3 builds
+    its response object from a module global rather than the pool's
+    ``ResponseCls``; the subclass adds no state, so switching the class of
+    the object it built is safe."""
+
+    response_class = _StrictStatus  # type: ignore[assignment]
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().getresponse(  # type: ignore[misc]
+            *args, **kwargs)
+        if type(response) is urllib3.response.HTTPResponse:
+            response.__class__ = _StrictChunks
+        return response
+
+
+class _HTTPConnection(  # type: ignore[misc]
+        _StrictConnection, urllib3.connection.HTTPConnection):
     pass
 
 
-class _HTTPSConnection(_WatchedConnection,
-                       urllib3.connection.HTTPSConnection):
+class _HTTPSConnection(  # type: ignore[misc]
+        _StrictConnection, urllib3.connection.HTTPSConnection):
     pass
 
 
@@ -244,10 +339,31 @@ class _PinnedAdapter(requests.adapters.HTTPAdapter):
             "http": _HTTPPool, "https": _HTTPSPool}
 
 
+class _NoHeaderDump(logging.Filter):
+    """urllib3 logs the raw headers it could not parse, which can quote
+    whatever a peer echoes back (an auth blob, say); keep the line, drop
+    the data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Failed to parse headers"):
+            url = record.args[0] if isinstance(record.args, tuple) and \
+                record.args else "?"
+            record.msg = "Failed to parse headers (url=%s); not shown"
+            record.args = (url,)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_HEADER_FILTER = _NoHeaderDump()
+
+
 class JsonClient:
     """One ``requests.Session`` with TLS settings fixed at creation."""
 
     def __init__(self, settings: HttpSettings) -> None:
+        # added here, not at import: importing a module changes nothing
+        logging.getLogger("urllib3.connection").addFilter(_HEADER_FILTER)
         self.settings = settings
         self._session = requests.Session()
         adapter = _PinnedAdapter(settings.server_name)
@@ -273,8 +389,9 @@ class JsonClient:
             body) must be over; by default ``connect_timeout +
             read_timeout`` from now. A backend that makes several requests
             for one answer passes the same deadline to each.
-        :raises AttestationError: on any transport or TLS failure, a status
-            outside 2xx (except 404, returned to the caller), a body over
+        :raises AttestationError: on any transport or TLS failure, any
+            status but 200 (404 is returned to the caller), malformed
+            framing (status line, headers, Content-Length, chunks), a body over
             the size cap, an exchange past the deadline, or a body that is
             not strict JSON.
         """
@@ -325,9 +442,15 @@ class JsonClient:
             status = response.status_code
             if exchange.expired:
                 raise AttestationError(self._late(url))
+            if _header_defects(response) or _odd_framing(response):
+                # http.client stops reading headers at a line it cannot
+                # parse and hands the rest over as body; urllib3 only logs
+                # it. Framing that two parsers read two ways proves nothing.
+                raise AttestationError(
+                    f"{url} answered with malformed headers")
             if status == 404:
                 return status, b"", ""
-            if not 200 <= status < 300:
+            if status != 200:
                 raise AttestationError(
                     f"{url} answered HTTP {status} "
                     f"{_printable(response.reason)}{_location(response)}")
@@ -369,7 +492,13 @@ class JsonClient:
                    deadline: float, exchange: _Exchange) -> bytes:
         limit = self.settings.max_bytes
         declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared is not None and not (declared.isdigit()
+                                         and declared.isascii()):
+            # one plain decimal number, or the body's end is a guess
+            raise AttestationError(
+                f"{url} sent an invalid Content-Length "
+                f"{_printable(declared)!r}")
+        if declared and int(declared) > limit:
             raise AttestationError(
                 f"{url} announced a {_printable(declared)}-byte answer, over "
                 f"the {limit}-byte limit (max_response_bytes)")
@@ -417,11 +546,36 @@ _CLIENT_CERT_SIGNS = ("certificate required", "eof occurred",
                       "connection reset", "alert bad certificate")
 
 
-def _printable(text: object, limit: int = 80) -> str:
-    """A peer-supplied string, shortened and stripped of control
-    characters, fit for a one-line log message."""
+def _printable(text: object, limit: int = 4000) -> str:
+    """A peer-supplied string stripped of control characters, fit for a
+    one-line log message. Cut only far past the final bound: secrets are
+    masked later (backend guard, client), and half a secret could not be
+    recognised; the length is bounded after masking."""
     value = str(text)[:limit]
     return "".join(c if c.isprintable() else "?" for c in value)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _odd_framing(response: requests.Response) -> bool:
+    """Headers two parsers could read two ways: a control character in a
+    header, chunked in HTTP/1.0 (undefined there), chunked beside a
+    Content-Length, any transfer coding but plain ``chunked``."""
+    for name, value in response.headers.items():
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            return True  # a header line the grammar does not allow
+    coding = response.headers.get("Transfer-Encoding")
+    if coding is None:
+        return False
+    return (coding.strip().lower() != "chunked"
+            or getattr(response.raw, "version", 11) != 11
+            or "Content-Length" in response.headers)
+
+
+def _header_defects(response: requests.Response) -> bool:
+    original = getattr(response.raw, "_original_response", None)
+    return bool(getattr(getattr(original, "msg", None), "defects", None))
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
@@ -454,7 +608,7 @@ def _root_cause(exc: BaseException) -> str:
         if inner is None:
             break
         exc = inner
-    return _printable(_text(exc) or type(exc).__name__, 300)
+    return _printable(_text(exc) or type(exc).__name__)
 
 
 def _text(exc: BaseException) -> str:

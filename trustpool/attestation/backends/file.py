@@ -30,7 +30,7 @@ from typing import Any
 from oslo_config import cfg
 
 from trustpool.attestation.backends.base import AttestationBackend
-from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.model import HostReport, TrustLevel, fold
 from trustpool.attestation.strictjson import loads_strict
 from trustpool.attestation.timeparse import parse_vtime
 from trustpool.exceptions import AttestationError, ConfigurationError
@@ -253,7 +253,7 @@ class FileBackend(AttestationBackend):
             raise AttestationError(
                 f"{where}: hosts.{_short(name)} has no string level: "
                 f"{_short(raw_level)}")
-        level = _LEVELS.get(raw_level.strip().lower())
+        level = _LEVELS.get(fold(raw_level))
         if level is None:
             return HostReport(name, TrustLevel.UNKNOWN, self.name,
                               f"unrecognised level {_short(raw_level)} in "
@@ -289,7 +289,8 @@ def _short(value: Any) -> str:
         text = repr(value) if not isinstance(value, int) or abs(
             value) < 10 ** 64 else "a huge number"
         text = "".join(c if c.isprintable() else "?" for c in text)
-        return text if len(text) <= 64 else text[:61] + "..."
+        # cut only far past the final bound: masking secrets comes later
+        return text[:4000]
     return f"a {type(value).__name__}"
 
 

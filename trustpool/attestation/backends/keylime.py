@@ -31,7 +31,12 @@ from trustpool.attestation.backends._http import (
 )
 from trustpool.attestation.backends.base import COMMON_GROUP as TC_GROUP
 from trustpool.attestation.backends.base import AttestationBackend
-from trustpool.attestation.model import MAX_CLOCK_SKEW, HostReport, TrustLevel
+from trustpool.attestation.model import (
+    MAX_CLOCK_SKEW,
+    HostReport,
+    TrustLevel,
+    fold,
+)
 from trustpool.exceptions import AttestationError, ConfigurationError
 
 __all__ = ["GROUP", "KeylimeBackend", "decide"]
@@ -140,7 +145,7 @@ def decide(agent_id: str, record: Any, now: float,
     status = record.get("attestation_status")
     state = record.get("operational_state")
     if isinstance(status, str):
-        level = _STATUS.get(status.upper(), TrustLevel.UNKNOWN)
+        level = _STATUS.get(fold(status).upper(), TrustLevel.UNKNOWN)
         reason = (f"Keylime agent {agent_id}: attestation_status "
                   f"{_shown(status)}")
     elif isinstance(state, int) and not isinstance(state, bool):
@@ -469,6 +474,13 @@ class KeylimeBackend(AttestationBackend):
             raise AttestationError(
                 f"Keylime verifier answered {path} without a 'results' "
                 "object")
+        code = body.get("code")
+        if type(code) is not int or code != 200:
+            # Keylime's envelope repeats the status; one that disagrees
+            # with the HTTP status is not an answer to rest trust on
+            raise AttestationError(
+                f"Keylime verifier answered {path} with HTTP 200 but "
+                f"envelope code {str(code)[:20]!r}")
         return status, body["results"]
 
 

@@ -22,7 +22,7 @@ from trustpool.attestation.backends.base import (
     COMMON_GROUP as GROUP,
 )
 from trustpool.attestation.backends.base import AttestationBackend
-from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.model import HostReport, TrustLevel, fold
 from trustpool.exceptions import AttestationError, ConfigurationError
 
 __all__ = ["SERVER_OPTS", "OATBackend", "parse_poll_hosts"]
@@ -193,12 +193,14 @@ def parse_poll_hosts(data: Any, asked: Sequence[str],
         if name not in wanted:
             strangers.append(name)
             continue
-        normal = raw_level.strip().lower()
+        normal = fold(raw_level)
         previous = levels_seen.setdefault(name, normal)
-        if previous != normal:
+        if previous is not normal:
+            # even with the same level: a server that repeats itself has
+            # its protocol wrong, and its other entries prove nothing
             raise AttestationError(
-                f"PollHosts answer names host {name!r} twice, as "
-                f"{previous!r} and {normal!r}")
+                f"PollHosts answer names host {_short(name)} twice, as "
+                f"{_short(previous)} and {_short(normal)}")
         reports[name] = _report(name, normal, entry.get("vtime"), backend)
     if strangers:
         shown = ", ".join(_short(n) for n in strangers[:_MAX_NAMES_SHOWN])
@@ -223,5 +225,15 @@ def _report(name: str, level: str, raw_vtime: Any,
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 64 else text[:61] + "..."
+    """A value from the answer for a message. Not cut short here: secrets
+    are masked later, by the backend guard and the client, and a secret
+    cut in half could no longer be recognised; they bound the length after
+    masking. Containers are not ``repr``'d (a deep one overflows)."""
+    if value is None or isinstance(value, (str, bool, float)) or (
+            isinstance(value, int) and abs(value) < 10 ** 64):
+        return repr(value)[:_UNCUT]
+    return f"a {type(value).__name__}"
+
+
+#: longer than any message keeps after masking and bounding
+_UNCUT = 4000
