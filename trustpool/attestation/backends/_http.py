@@ -215,7 +215,8 @@ class _StrictStatus(http.client.HTTPResponse):
                 "Remote end closed connection without response")
         if not _STATUS_LINE.fullmatch(line):
             self._close_conn()  # type: ignore[attr-defined]
-            raise http.client.BadStatusLine(_printable(line[:80]))
+            # not quoted: what stands there may be any data at all
+            raise http.client.BadStatusLine("malformed status line")
         version, status, reason = (line.decode("iso-8859-1").rstrip("\r\n")
                                    + " ").split(" ", 2)
         return version, int(status), reason.strip()
@@ -341,18 +342,12 @@ class _PinnedAdapter(requests.adapters.HTTPAdapter):
 
 class _NoHeaderDump(logging.Filter):
     """urllib3 logs the raw headers it could not parse, which can quote
-    whatever a peer echoes back (an auth blob, say); keep the line, drop
-    the data."""
+    whatever a peer echoes back (an auth blob, say); that line is dropped:
+    the exchange fails with its own, data-free, "malformed headers"."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Failed to parse headers"):
-            url = record.args[0] if isinstance(record.args, tuple) and \
-                record.args else "?"
-            record.msg = "Failed to parse headers (url=%s); not shown"
-            record.args = (url,)
-            record.exc_info = None
-            record.exc_text = None
-        return True
+        # the exchange fails with its own "malformed headers" error
+        return not str(record.msg).startswith("Failed to parse headers")
 
 
 _HEADER_FILTER = _NoHeaderDump()
