@@ -441,3 +441,13 @@ def test_check_config_warns_about_plain_http(kconf, backend, scheme,
                           " on the network path")]
     else:
         assert plain == []
+
+
+@pytest.mark.parametrize("status", [1, True, ["PASS"], {"PASS": 1},
+                                    " PASS", "PASS\t", "\uff30ASS", "PAS"])
+def test_a_garbled_verdict_is_not_outvoted_by_the_state(status):
+    """Found by the fuzz tier: a non-string attestation_status fell back to
+    operational_state, and a padded 'PASS' was read as PASS."""
+    level, _, _ = decide("a1", {"attestation_status": status,
+                                "operational_state": 3}, time.time())
+    assert level is TrustLevel.UNKNOWN

@@ -35,7 +35,6 @@ from trustpool.attestation.model import (
     MAX_CLOCK_SKEW,
     HostReport,
     TrustLevel,
-    fold,
 )
 from trustpool.exceptions import AttestationError, ConfigurationError
 
@@ -144,8 +143,16 @@ def decide(agent_id: str, record: Any, now: float,
     when, vtime = _epoch(last)
     status = record.get("attestation_status")
     state = record.get("operational_state")
+    if status is not None and not isinstance(status, str):
+        # present but not a word: the verifier's own verdict is garbled,
+        # and operational_state beside it cannot outvote it
+        return (TrustLevel.UNKNOWN,
+                f"Keylime agent {agent_id}: attestation_status is not a "
+                "string", vtime)
     if isinstance(status, str):
-        level = _STATUS.get(fold(status).upper(), TrustLevel.UNKNOWN)
+        # exact, ASCII case aside: Keylime sends PASS, FAIL, PENDING...
+        word = status.upper() if status.isascii() else status
+        level = _STATUS.get(word, TrustLevel.UNKNOWN)
         reason = (f"Keylime agent {agent_id}: attestation_status "
                   f"{_shown(status)}")
     elif isinstance(state, int) and not isinstance(state, bool):
