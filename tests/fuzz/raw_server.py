@@ -240,11 +240,13 @@ class RawServer:
                 name=f"raw-server-conn-{sock.fileno()}")
             conn.thread = thread
             with self._lock:
+                # started under the lock: release() must never find a
+                # connection whose thread has not started yet
+                thread.start()
                 self._connections.add(conn)
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._threads.append(thread)
                 self.accepted += 1
-            thread.start()
 
     def _note(self, conn: _Connection, what: str) -> None:
         with self._lock:
