@@ -246,6 +246,8 @@ class _StrictChunks(urllib3.response.HTTPResponse):
     ``+1f``, `` 1f`` and ``1_f`` pass) and throws away the two bytes after
     a chunk unread; both are checked here."""
 
+    chunk_left: int | None
+
     def _update_chunk_length(self) -> None:
         if self.chunk_left is not None:
             return
