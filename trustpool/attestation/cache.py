@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Per-host answers, each valid until a deadline on the monotonic clock.
 
-Not ``cachetools.TTLCache``, which the design first named: measured on a
-cold pass over 10,000 hosts, its per-item bookkeeping (a linked-list node
-per entry and an expiry sweep on every insertion) cost 5-13 µs per host
-stored, more than the HTTP exchange itself, and stamped each entry of one
-answer with its own time, so a batch expired in fragments. Here a whole
-answer is stored with one deadline, and a look-up is a dict access and a
-float comparison.
+Not ``cachetools.TTLCache``, which the design first named. Measured again
+(2026-11-23, 10,000 reports, median of 15 rounds, one process, the machine
+busy with CI, so read the ratio, not the microseconds): storing an answer
+cost 1.16 µs per host in a TTLCache against 0.10 µs here (11.6x), and
+looking 10,000 names up 1.09 against 0.09 µs per host (12x). (An earlier
+comment here said 5-13 µs per host; that did not reproduce.) TTLCache also
+stamps each entry with its own time, so one answer would expire in
+fragments and be refreshed piecemeal; here a whole answer is stored with
+one deadline, and a look-up is a dict access and a float comparison.
 """
 
 from __future__ import annotations
