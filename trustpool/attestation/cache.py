@@ -2,10 +2,11 @@
 """Per-host answers, each valid until a deadline on the monotonic clock.
 
 Not ``cachetools.TTLCache``, which the design first named. Measured again
-(2026-11-23, 10,000 reports, median of 15 rounds, one process, the machine
-busy with CI, so read the ratio, not the microseconds): storing an answer
-cost 1.16 µs per host in a TTLCache against 0.10 µs here (11.6x), and
-looking 10,000 names up 1.09 against 0.09 µs per host (12x). (An earlier
+(2026-11-23, ``python -m benchmarks.cache_vs_ttlcache``: 10,000 reports,
+median of 15 rounds, the machine busy with CI, so read the ratios, not the
+microseconds): storing an answer cost 1.16-1.23 µs per host in a TTLCache
+against 0.10-0.11 µs here (11.6x), and looking 10,000 names up 1.09-1.19
+against 0.07-0.09 µs per host (12-16x). (An earlier
 comment here said 5-13 µs per host; that did not reproduce.) TTLCache also
 stamps each entry with its own time, so one answer would expire in
 fragments and be refreshed piecemeal; here a whole answer is stored with
