@@ -188,6 +188,18 @@ token = admin
     assert result.returncode == 2
     assert "[trustpool_traits] trait: 'TRUSTED' is not a custom trait" in \
         result.stderr
+    # a pass that fails (no attestation server listens) exits 2 with one
+    # line saying why, after its summary
+    conf_path.write_text(bad.replace("trait = TRUSTED\n", "").replace(
+        "attestation_port = ", "attestation_port = 1\n#"))
+    result = subprocess.run(
+        [sys.executable, "-m", "trustpool.cmd.main", "--config-file",
+         str(conf_path), "sync-traits"], capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "sync-traits:" in result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "trustpool: sync-traits failed: attestation failed")
 
 
 def test_trait_name_is_validated():

@@ -181,13 +181,14 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
         if interval is not None:
             trait_sync.run_forever(conf, api, client, interval)
             return OK
+        # a pass never raises: it reports how it failed in its result
         result = trait_sync.sync(conf, api, client)
-    except placement.PlacementError as exc:
-        return _fail(str(exc))
     finally:
         client.close()
     print(result.summary())
-    return FAILED if result.errors or result.attestation_failed else OK
+    if not result.ok:
+        return _fail(f"sync-traits failed: {result.failed}")
+    return OK
 
 
 def _audit(conf: cfg.ConfigOpts, fmt: str, disable: bool,
