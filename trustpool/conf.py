@@ -282,6 +282,9 @@ def header_value_problem(value: str | None) -> str | None:
                 "value cannot hold one. Put the value on one line")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         return "contains a control character; a header value cannot"
+    if not value.isprintable():
+        return ("contains a character that is not printable (a no-break "
+                "space, a soft hyphen...); a header value should not")
     if value != value.strip():
         return "starts or ends with white space; a header value cannot"
     try:

@@ -555,3 +555,16 @@ def test_allowed_skew_is_capped_by_a_smaller_age_limit(clock):
     client = make(backend, clock, max_report_age=10,
                   wall_clock=lambda: wall)
     assert "10s of clock skew" in client.level("a").reason
+
+
+def test_a_secret_echoed_as_the_server_time_is_masked(clock):
+    """Found by a fresh-eyes review: the age check quoted the server's
+    unreadable time into the reason after the backend's reason had been
+    masked."""
+    backend = ScriptedBackend({"a": T})
+    backend.secrets = ("s3cr3t-blob-VALUE-42",)
+    backend.vtime = "s3cr3t-blob-VALUE-42"
+    client = make(backend, clock, max_report_age=600)
+    report = client.level("a")
+    assert report.level is K
+    assert "s3cr3t" not in report.reason and "***" in report.reason

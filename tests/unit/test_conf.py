@@ -185,6 +185,8 @@ def test_two_configurations_do_not_share_values():
     ("attestation_auth_blob = first-half-of-blob\n    second-half-of-blob\n",
      "line break"),
     ("attestation_auth_blob = blob-with-\u20ac-sign\n", "Latin-1"),
+    ("attestation_auth_blob = blob-with\u00a0no-break-space\n",
+     "not printable"),
 ])
 def test_header_secrets_that_cannot_be_sent_are_refused(tmp_path, text,
                                                          needle):

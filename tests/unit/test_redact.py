@@ -40,3 +40,9 @@ def test_an_object_whose_str_raises_still_gives_a_message():
             raise RuntimeError("no")
 
     assert "unprintable Broken" in Redactor(["secret"])(Broken())
+
+
+def test_a_secret_shown_with_unprintables_replaced_is_masked():
+    # messages show peer-supplied text with unprintables as '?'
+    redact = Redactor(["topsecret\xa0continued-part"])
+    assert "continued" not in redact("HTTP 401 topsecret?continued-part")

@@ -379,6 +379,12 @@ class AttestationClient:
                       reason)
         return reason
 
+    def _unknown(self, report: HostReport, reason: str) -> HostReport:
+        """``report`` made unknown; the reason can quote the answer (its
+        time), and the answer can quote anything, a secret included."""
+        return report.with_level(TrustLevel.UNKNOWN,
+                                 _bounded(self.redact(reason)))
+
     def _check_age(self, report: HostReport, now: float) -> HostReport:
         if report.level is TrustLevel.UNKNOWN:
             return report
@@ -387,23 +393,20 @@ class AttestationClient:
             # No readable time, no proof of freshness: with an age limit
             # set, that is doubt, and doubt is unknown.
             seen = ("the server gave no time" if report.vtime_text is None
-                    else f"the server's time {report.vtime_text[:40]!r} "
+                    else f"the server's time {report.vtime_text[:4000]!r} "
                     "cannot be read")
-            return report.with_level(
-                TrustLevel.UNKNOWN,
+            return self._unknown(report,
                 f"{seen}, so max_report_age cannot be checked; it said "
                 f"{report.level.value!r}")
         age = now - vtime.timestamp()
         if age > self.max_report_age:
-            return report.with_level(
-                TrustLevel.UNKNOWN,
+            return self._unknown(report,
                 f"stale: the server last vouched {age:.0f}s ago "
                 f"(max_report_age {self.max_report_age:g}s); it said "
                 f"{report.level.value!r}")
         skew = min(MAX_CLOCK_SKEW, self.max_report_age)
         if -age > skew:
-            return report.with_level(
-                TrustLevel.UNKNOWN,
+            return self._unknown(report,
                 f"the server's time is {-age:.0f}s ahead of ours (more than "
                 f"the {skew:g}s of clock skew allowed with max_report_age); "
                 f"it said {report.level.value!r}")

@@ -65,6 +65,8 @@ class Redactor:
 
 def _forms(secret: str) -> set[str]:
     forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1],
+             # as messages show peer-supplied text: unprintables as '?'
+             "".join(c if c.isprintable() else "?" for c in secret),
              secret.encode("unicode_escape", "backslashreplace").decode(
                  "ascii", "replace")}
     for line in secret.splitlines():
