@@ -1085,6 +1085,7 @@ _BAD_STATUS_LINES = [
     b"http/1.1 200 OK", b"HTTP/1.1 200OK", b"HTTP/1.1 20 OK",
     b"ICY 200 OK", b"", b"HTTP/1.1 -200 OK", b"\x16\x03\x01\x00\x05hello",
     b"HTTP/1.1 200 OK\x00trailing", b"HTTP/1.1 200 OK\rX",
+    b"HTTP/1.1 200 OK\x1b[2J", b"HTTP/1.1 200 \x7f",
 ]
 
 
