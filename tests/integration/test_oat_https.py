@@ -368,6 +368,8 @@ _BODY = json.dumps({"hosts": [{"host_name": "n1", "trust_lvl": "trusted",
 @pytest.mark.parametrize(("head", "body", "needle"), [
     (b"HTTP/1.1 +200 OK\r\nContent-Length: %d\r\n\r\n" % len(_BODY), _BODY,
      "BadStatusLine"),
+    (b"HTTP/1.1 200 OK\x00x\r\nContent-Length: %d\r\n\r\n" % len(_BODY),
+     _BODY, "BadStatusLine"),
     (b"HTTP/1.1 205 Reset Content\r\nContent-Length: %d\r\n\r\n"
      % len(_BODY), _BODY, "HTTP 205"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: +%d\r\n\r\n" % len(_BODY), _BODY,

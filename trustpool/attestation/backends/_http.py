@@ -199,7 +199,9 @@ class _WatchedConnection:
 
 #: http.client's own limit on a status line
 _MAX_LINE = 65536
-_STATUS_LINE = re.compile(rb"HTTP/1\.[01] [1-9][0-9]{2}(?: [^\r\n]*)?\r\n")
+# RFC 9112: reason-phrase = *( HTAB / SP / VCHAR / obs-text )
+_STATUS_LINE = re.compile(
+    rb"HTTP/1\.[01] [1-9][0-9]{2}(?: [\t\x20-\x7e\x80-\xff]*)?\r\n")
 _CHUNK_SIZE_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}(?:;[^\r\n]*)?\r\n")
 
 
