@@ -34,6 +34,7 @@ __all__ = [
     "make_client",
     "option_problem",
     "register_opts",
+    "refresh_lead",
     "register_trait_opts",
     "secret_values",
     "trait_name",
@@ -104,6 +105,21 @@ _client_opts = [
         "remembered. In that window, hosts that need a fresh answer count "
         "as 'unknown' at once instead of every request waiting on a dead "
         "server again.",
+    ),
+    cfg.BoolOpt(
+        "refresh_ahead",
+        default=True,
+        help="Refresh cached answers in the background shortly before they "
+        "expire (in the last quarter of attestation_auth_timeout, and at "
+        "most connect_timeout + read_timeout before), so that scheduling "
+        "requests find fresh answers instead of one request in every "
+        "attestation_auth_timeout waiting on the attestation service. It "
+        "never extends trust: an answer counts only until "
+        "attestation_auth_timeout after it arrived, and if the refresh "
+        "fails or hangs, its hosts are 'unknown' from then on, exactly as "
+        "without this option. Only hosts that scheduling requests asked "
+        "about in that last quarter are refreshed; hosts nobody asks about "
+        "expire. One refresh runs at a time, in a thread that ends with it.",
     ),
 ]
 
@@ -195,10 +211,30 @@ def make_client(conf: cfg.ConfigOpts,
     kwargs.setdefault("max_wait", group.connect_timeout +
                       group.read_timeout + WAIT_MARGIN)
     kwargs.setdefault("secrets", secret_values(conf))
+    kwargs.setdefault("refresh_ahead", refresh_lead(
+        conf, float(getattr(backend, "timeout", 0) or
+                    group.connect_timeout + group.read_timeout)))
     return AttestationClient(
         backend, ttl=group.attestation_auth_timeout,
         failure_retry_interval=group.failure_retry_interval,
         max_report_age=group.max_report_age, **kwargs)
+
+
+def refresh_lead(conf: cfg.ConfigOpts, deadline: float) -> float:
+    """Seconds before an answer's deadline at which a request that uses it
+    starts a refresh ahead; 0 when ``refresh_ahead`` is off. ``deadline``
+    is the backend's whole deadline for one exchange.
+
+    A quarter of the TTL leaves a slow refresh time to land before the
+    answers it replaces expire, at the cost of up to a third more requests to
+    the attestation service; capped at one request's whole deadline, since
+    a refresh that takes longer has failed anyway, so that a long TTL does
+    not pay a long lead.
+    """
+    group = conf[GROUP]
+    if not group.refresh_ahead or group.attestation_auth_timeout <= 0:
+        return 0.0
+    return min(group.attestation_auth_timeout / 4.0, deadline)
 
 
 def validate(conf: cfg.ConfigOpts) -> None:

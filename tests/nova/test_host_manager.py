@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import time
 from unittest import mock
 
 import fixtures
@@ -142,6 +143,34 @@ class HostManagerTest(TrustpoolNovaMixin, test.TestCase):
         self.oat.levels["node-trusted"] = "untrusted"
         result = manager.get_filtered_hosts(self.hosts, request("trusted"))
         self.assertEqual([], list(result))
+        self.assertEqual(2, self.oat.polls())
+
+    def test_refresh_ahead_means_no_request_waits_after_the_first(self):
+        """In the last quarter of the TTL, a request served from the cache
+        starts a background refresh (a green thread under eventlet, a real
+        one in native-threading mode), so the request after the first
+        answer's deadline finds a fresh answer and never asks the server
+        itself."""
+        self.flags(group="trusted_computing", attestation_auth_timeout=4)
+        manager = host_manager.HostManager()
+
+        def passing():
+            return sorted(h.nodename for h in manager.get_filtered_hosts(
+                self.hosts, request("trusted")))
+
+        self.assertEqual(["node-trusted"], passing())
+        answered = time.monotonic()
+        self.assertEqual(1, self.oat.polls())
+        time.sleep(3.2)                  # in the window [3 s, 4 s)
+        self.assertEqual(["node-trusted"], passing())
+        deadline = time.monotonic() + 5
+        while self.oat.polls() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(2, self.oat.polls())
+        # what a poll would say now; the refreshed answer serves instead
+        self.oat.levels["node-trusted"] = "untrusted"
+        time.sleep(max(0.0, answered + 4.3 - time.monotonic()))
+        self.assertEqual(["node-trusted"], passing())
         self.assertEqual(2, self.oat.polls())
 
     def test_second_instance_of_a_request_is_filtered_too(self):

@@ -212,3 +212,26 @@ def test_secret_values_are_found_in_every_group(tmp_path):
     found = tp_conf.secret_values(c)
     assert "the-blob-value" in found and "the-password" in found
     assert "not-secret" not in found
+
+
+@pytest.mark.parametrize("text, deadline, lead", [
+    ("", 13.0, 13.0),                              # ttl 60: capped
+    ("attestation_auth_timeout = 8\n", 13.0, 2.0),  # a quarter of the ttl
+    ("attestation_auth_timeout = 0\n", 13.0, 0.0),  # nothing is cached
+    ("refresh_ahead = false\n", 13.0, 0.0),
+])
+def test_refresh_ahead_lead(tmp_path, text, deadline, lead):
+    c = load_conf(tmp_path, "[trusted_computing]\n" + text)
+    assert tp_conf.refresh_lead(c, deadline) == lead
+
+
+def test_make_client_refreshes_ahead_by_default(tmp_path):
+    trust = tmp_path / "levels.json"
+    trust.write_text('{"hosts": {"a": "trusted"}}')
+    trust.chmod(0o600)
+    c = load_conf(tmp_path, "[trusted_computing]\nbackend = file\n"
+                  "attestation_auth_timeout = 20\n"
+                  f"[trust_file]\npath = {trust}\n")
+    assert make_client(c).refresh_ahead == 5.0
+    c.set_override("refresh_ahead", False, tp_conf.GROUP)
+    assert make_client(c).refresh_ahead == 0.0

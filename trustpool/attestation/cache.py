@@ -62,6 +62,34 @@ class ReportCache:
                     missing.append(name)
         return found, missing
 
+    def lookup_ahead(self, names: Sequence[str], now: float, within: float
+                     ) -> tuple[dict[str, HostReport], list[str], list[str]]:
+        """:meth:`lookup`, and the fresh names whose answer expires within
+        ``within`` seconds (due for a refresh ahead of time).
+
+        A separate method, not a flag on :meth:`lookup`: the extra
+        comparison costs every host of every warm pass, so a client that
+        does not refresh ahead does not pay it.
+        """
+        found: dict[str, HostReport] = {}
+        missing: list[str] = []
+        due: list[str] = []
+        edge = now + within
+        with self._lock:
+            report_of = self._reports.get
+            deadline_of = self._deadlines.get
+            for name in names:
+                report = report_of(name)
+                if report is not None:
+                    deadline = deadline_of(name, 0.0)
+                    if now < deadline:
+                        found[name] = report
+                        if deadline <= edge:
+                            due.append(name)
+                        continue
+                missing.append(name)
+        return found, missing, due
+
     def store(self, reports: Mapping[str, HostReport], now: float) -> None:
         """Keep ``reports`` until ``now + ttl``: one deadline per answer."""
         if self.ttl <= 0:

@@ -23,6 +23,11 @@ cases:
 - Every message that can carry exception text goes through one
   :class:`~trustpool.attestation.redact.Redactor` built from the backend's
   secrets.
+- Refreshing ahead (``refresh_ahead``) only ever replaces an answer with a
+  newer one: the cache serves each answer until its own deadline and not
+  a moment longer, whether or not the refresh behind it succeeded, so a
+  background refresh that fails or hangs leaves the hosts exactly as they
+  would be without it: ``unknown`` from their deadline on.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ class ClientStats:
     hosts_asked: int = 0
     failures: int = 0
     cache_hits: int = 0
+    #: refreshes started ahead of time, in the background
+    refreshes_ahead: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +104,13 @@ class AttestationClient:
     - With ``max_report_age``, a report whose server time (``vtime``) is
       older than that, missing or unreadable, or further in the future
       than the allowed clock skew, counts as ``unknown``.
+    - With ``refresh_ahead`` (seconds), a call that is answered from
+      answers due to expire within that time starts one background refresh
+      of those hosts, so that the calls after it find fresh answers and do
+      not wait on the service. Only hosts that calls ask about in that last
+      stretch are refreshed: hosts nobody asks about expire. The refresh is
+      an ordinary one (the same lock, batching and failure memory), made
+      by a short-lived thread that ends with it.
     """
 
     def __init__(self, backend: AttestationBackend, *, ttl: float,
@@ -106,9 +120,11 @@ class AttestationClient:
                  wall_clock: Callable[[], float] = time.time,
                  max_hosts: int = DEFAULT_MAX_HOSTS,
                  max_wait: float | None = None,
-                 secrets: Sequence[str] = ()) -> None:
+                 secrets: Sequence[str] = (),
+                 refresh_ahead: float = 0.0) -> None:
         self.backend = backend
         self.max_wait = max_wait
+        self.refresh_ahead = refresh_ahead
         self.ttl = ttl
         self.failure_retry_interval = failure_retry_interval
         self.max_report_age = max_report_age
@@ -126,6 +142,13 @@ class AttestationClient:
         #: peer that never lets go costs one thread, not one per retry
         self._stray: threading.Thread | None = None
         self._logged: dict[str, float] = {}
+        #: the background refresh now running, if any (one at a time)
+        self._ahead: threading.Thread | None = None
+        #: names found due for a refresh while one was already running; the
+        #: running one takes them up before it ends
+        self._due: dict[str, None] = {}
+        self._ahead_guard = threading.Lock()
+        self._closed = False
 
     def levels(self, hostnames: Iterable[str]) -> dict[str, HostReport]:
         """A report for every distinct name in ``hostnames``.
@@ -150,7 +173,14 @@ class AttestationClient:
 
     def _levels(self, names: list[str]) -> dict[str, HostReport]:
         generation = self._cache.generation
-        reports, missing = self._from_cache(names)
+        if self.refresh_ahead > 0:
+            reports, missing, due = self._cache.lookup_ahead(
+                names, self._clock(), self.refresh_ahead)
+            self.stats.cache_hits += len(reports)
+            if due:
+                self._refresh_in_background(due)
+        else:
+            reports, missing = self._from_cache(names)
         if missing:
             reports.update(self._fetch(missing, generation))
         if self.max_report_age > 0:
@@ -193,6 +223,13 @@ class AttestationClient:
         self._failure = None
 
     def close(self) -> None:
+        """Stop refreshing ahead, wait (boundedly) for a refresh that is
+        running, and close the backend."""
+        self._closed = True
+        ahead = self._ahead
+        if ahead is not None:
+            ahead.join(float(getattr(self.backend, "timeout", 10.0))
+                       + _ABANDON_MARGIN + WAIT_MARGIN)
         self.backend.close()
 
     # -- internals -------------------------------------------------------
@@ -225,6 +262,64 @@ class AttestationClient:
             return reports
         finally:
             self._refresh_lock.release()
+
+    def _refresh_in_background(self, names: list[str]) -> None:
+        """Start refreshing ``names`` in a thread of their own, unless a
+        refresh ahead is running (it takes them up), the client is closed,
+        or a failure is remembered (no retry before its time)."""
+        failure = self._failure
+        if self._closed or (failure is not None
+                            and self._clock() < failure.until):
+            return
+        with self._ahead_guard:
+            self._due.update(dict.fromkeys(names))
+            ahead = self._ahead
+            if ahead is not None and ahead.is_alive():
+                return
+            # Started here, at the first answer due, never at import or
+            # construction: nothing runs for a client that is not used.
+            # threading.Thread is a green thread under Nova's eventlet
+            # monkey-patching and a native one without it.
+            ahead = threading.Thread(target=self._refresh_ahead,
+                                     daemon=True,
+                                     name="trustpool-refresh-ahead")
+            self._ahead = ahead
+            ahead.start()
+
+    def _refresh_ahead(self) -> None:
+        """The background refresh: everything due, in as few batches as
+        the backend allows, until nothing more is due."""
+        try:
+            while not self._closed:
+                with self._ahead_guard:
+                    names = list(self._due)
+                    self._due.clear()
+                    if not names:
+                        return
+                # Callers keep finding the same answers due until this
+                # refresh lands: only those still due are asked again.
+                _, _, names = self._cache.lookup_ahead(
+                    names, self._clock(), self.refresh_ahead)
+                if not names:
+                    continue
+                # No waiting: a caller holding the lock is refreshing (or
+                # about to) already; what stays due is found due again.
+                if not self._refresh_lock.acquire(blocking=False):
+                    return
+                try:
+                    failure = self._failure
+                    if failure is not None and \
+                            self._clock() < failure.until:
+                        return
+                    self.stats.refreshes_ahead += 1
+                    self._refresh(names)
+                finally:
+                    self._refresh_lock.release()
+        except Exception as exc:  # noqa: BLE001 - the thread's boundary
+            self._log_unexpected("a refresh ahead", exc)
+        finally:
+            with self._ahead_guard:
+                self._due.clear()
 
     def _refresh(self, names: list[str]) -> dict[str, HostReport]:
         """Ask the backend about ``names``; the refresh lock is held."""

@@ -1,0 +1,174 @@
+"""Refreshing ahead: callers stop waiting, and trust is never extended.
+
+Real threads (the refresh runs in one of its own), a hand-moved clock (so
+"before" and "after" a deadline are exact, not a matter of sleeping).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from trustpool.attestation import AttestationClient, TrustLevel
+
+from tests.support.clock import Clock
+from tests.unit.test_client import GatedBackend, HangingBackend, \
+    ScriptedBackend
+
+T, U, K = TrustLevel.TRUSTED, TrustLevel.UNTRUSTED, TrustLevel.UNKNOWN
+TTL, LEAD = 10.0, 2.5
+
+
+@pytest.fixture
+def clock():
+    return Clock(1000.0)
+
+
+def make(backend, clock, **kw):
+    kw.setdefault("ttl", TTL)
+    kw.setdefault("failure_retry_interval", 30)
+    kw.setdefault("refresh_ahead", LEAD)
+    return AttestationClient(backend, clock=clock, **kw)
+
+
+def settle(client):
+    """Wait for the refresh ahead now running, if any, to end."""
+    ahead = client._ahead
+    if ahead is not None:
+        ahead.join(10)
+        assert not ahead.is_alive()
+
+
+def test_no_thread_before_an_answer_is_due(clock):
+    before = threading.active_count()
+    client = make(ScriptedBackend({"a": T}), clock)
+    client.level("a")
+    clock.advance(TTL - LEAD - 0.1)
+    client.level("a")
+    assert client._ahead is None
+    assert threading.active_count() == before
+
+
+def test_a_due_answer_is_refreshed_before_it_expires(clock):
+    backend = ScriptedBackend({"a": T, "b": T})
+    client = make(backend, clock)
+    client.levels(["a", "b"])
+    clock.advance(TTL - LEAD + 0.5)          # 2 s before the deadline
+    assert client.level("a").level is T      # the old answer, still valid
+    client.level("b")
+    settle(client)
+    assert client.stats.refreshes_ahead >= 1
+    refreshed = {n for call in backend.calls[1:] for n in call}
+    assert refreshed == {"a", "b"}
+    calls = len(backend.calls)
+    # past the first answer's deadline: the refreshed answer serves, and no
+    # caller asks the service itself
+    clock.advance(LEAD)
+    backend.table["a"] = U                   # what a new request would see
+    assert client.level("a").level is T
+    assert len(backend.calls) == calls
+
+
+def test_a_refreshed_answer_replaces_trust_with_what_it_says(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    client.level("a")
+    clock.advance(TTL - 1)
+    backend.table["a"] = U
+    assert client.level("a").level is T      # old answer, inside its TTL
+    settle(client)
+    assert client.level("a").level is U      # the refresh landed: at once
+
+
+@pytest.mark.parametrize("max_wait", [0.05, None])
+def test_a_hung_refresh_never_extends_trust(clock, max_wait):
+    backend = HangingBackend({"a": T})       # abandoned after 0.3 s
+    backend.attest = ScriptedBackend.attest.__get__(backend)
+    client = make(backend, clock, max_wait=max_wait)
+    try:
+        assert client.level("a").level is T
+        hang = HangingBackend.attest.__get__(backend)
+        backend.attest = hang                # from now on, every call hangs
+        clock.advance(TTL - 1)
+        assert client.level("a").level is T  # inside its TTL: still valid
+        assert client._ahead is not None and client._ahead.is_alive()
+        clock.advance(1)                     # exactly at the deadline
+        report = client.level("a")
+        assert report.level is K, report
+        clock.advance(0.5)
+        assert client.level("a").level is K
+    finally:
+        backend.release.set()
+        settle(client)
+
+
+def test_a_failed_refresh_is_remembered_and_hosts_expire_on_time(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    client.level("a")
+    backend.error = RuntimeError("verifier down")
+    clock.advance(TTL - 1)
+    assert client.level("a").level is T
+    settle(client)
+    assert client.stats.failures == 1
+    assert client.level("a").level is T      # its own deadline is not yet
+    settle(client)
+    assert len(backend.calls) == 2           # failure remembered: no retry
+    clock.advance(1)
+    report = client.level("a")
+    assert report.level is K
+    assert "verifier down" in report.reason
+    assert len(backend.calls) == 2
+
+
+def test_hosts_nobody_asks_about_are_not_refreshed(clock):
+    backend = ScriptedBackend({"a": T, "idle": T})
+    client = make(backend, clock)
+    client.levels(["a", "idle"])
+    clock.advance(TTL - 1)
+    client.level("a")
+    settle(client)
+    assert backend.calls[1:] == [["a"]]
+    clock.advance(1)
+    client.level("idle")                     # expired: asked in the open
+    assert backend.calls[-1] == ["idle"]
+
+
+def test_one_refresh_at_a_time_and_later_dues_join_it(clock):
+    backend = GatedBackend({"a": T, "b": T})
+    backend.gate.set()
+    client = make(backend, clock)
+    client.levels(["a", "b"])
+    backend.gate.clear()
+    backend.entered.clear()
+    clock.advance(TTL - 1)
+    client.level("a")                        # starts the refresh; it blocks
+    assert backend.entered.wait(5)
+    running = client._ahead
+    client.level("b")                        # due too: joins, no 2nd thread
+    assert client._ahead is running
+    backend.gate.set()
+    settle(client)
+    assert backend.calls[1:] == [["a"], ["b"]]
+    assert client.stats.refreshes_ahead == 2
+
+
+def test_closed_client_starts_no_refresh(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    client.level("a")
+    client.close()
+    clock.advance(TTL - 1)
+    assert client.level("a").level is T
+    assert client._ahead is None
+    assert len(backend.calls) == 1
+
+
+def test_off_by_default_in_the_library(clock):
+    backend = ScriptedBackend({"a": T})
+    client = AttestationClient(backend, ttl=TTL, clock=clock)
+    client.level("a")
+    clock.advance(TTL - 0.5)
+    client.level("a")
+    assert client._ahead is None and len(backend.calls) == 1
