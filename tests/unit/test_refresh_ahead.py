@@ -13,8 +13,11 @@ import pytest
 from trustpool.attestation import AttestationClient, TrustLevel
 
 from tests.support.clock import Clock
-from tests.unit.test_client import GatedBackend, HangingBackend, \
-    ScriptedBackend
+from tests.unit.test_client import (
+    GatedBackend,
+    HangingBackend,
+    ScriptedBackend,
+)
 
 T, U, K = TrustLevel.TRUSTED, TrustLevel.UNTRUSTED, TrustLevel.UNKNOWN
 TTL, LEAD = 10.0, 2.5
