@@ -47,6 +47,7 @@ from trustpool.attestation.redact import Redactor
 from trustpool.conf import TRAIT_GROUP as GROUP
 from trustpool.conf import host_identity, secret_values, trait_name
 from trustpool.conf import register_trait_opts as register_opts
+from trustpool.exceptions import TrustpoolError
 from trustpool.openstack.compute import UnavailableComputeAPI
 from trustpool.openstack.placement import PlacementAPI
 
@@ -311,10 +312,11 @@ class _Pass:
             try:
                 nodes = list(self.compute.compute_nodes())
             except Exception as exc:  # noqa: BLE001 - remove, never keep
-                problem = (f"{identity.describe()} needs the Nova API to "
-                           "find the service host of each compute node "
-                           f"provider, and it failed: {type(exc).__name__}"
-                           f": {_short(self.redact, exc)}")
+                kind = ("" if isinstance(exc, TrustpoolError)
+                        else f"{type(exc).__name__}: ")
+                problem = (f"{identity.option}: compute node providers are "
+                           "named by service host through the Nova API, "
+                           f"which failed: {kind}{_short(self.redact, exc)}")
         index = identity.index(nodes)
         names: dict[str, str] = {}
         unmapped: list[str] = []
@@ -329,9 +331,9 @@ class _Pass:
                 "hypervisor with this uuid")
         if unmapped:
             reason = problem or (
-                f"{identity.describe()}: {len(unmapped)} compute node "
-                "provider(s) have no hypervisor with a service host in the "
-                f"Nova API: {', '.join(unmapped[:5])}"
+                f"{identity.option}: {len(unmapped)} compute node "
+                "provider(s) have no hypervisor in the Nova API, so no "
+                f"service host: {', '.join(unmapped[:5])}"
                 + (", ..." if len(unmapped) > 5 else ""))
             self.result._fail(reason)  # noqa: SLF001 - its own result
             LOG.error("sync-traits: %s; %d compute node provider(s) cannot "

@@ -92,12 +92,16 @@ class HostIdentity:
         API) to be named: Placement does not know service hosts."""
         return self._attribute == HOST
 
+    @property
+    def option(self) -> str:
+        """The setting, as an operator finds it in nova.conf."""
+        return f"[trusted_computing] host_attribute = {self._attribute}"
+
     def describe(self) -> str:
         """For messages: which name, and the option that chose it
         (``compute service host name ([trusted_computing] host_attribute
         = host)``)."""
-        return (f"{_WHAT[self._attribute]} ([trusted_computing] "
-                f"host_attribute = {self._attribute})")
+        return f"{_WHAT[self._attribute]} ({self.option})"
 
     def __repr__(self) -> str:
         return f"HostIdentity({self._attribute!r})"

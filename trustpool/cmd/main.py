@@ -205,8 +205,7 @@ def _nova_for_names(conf: cfg.ConfigOpts) -> Any:
     why."""
     try:
         return compute.ComputeAPI(compute.adapter_from_conf(
-            conf, "sync-traits needs the Nova API to map compute node "
-            "providers to service hosts for host_attribute = host"))
+            conf, "no credentials for the Nova API"))
     except Exception as exc:  # noqa: BLE001 - the sync reports it
         redact = Redactor(tp_conf.secret_values(conf))
         return compute.UnavailableComputeAPI(
