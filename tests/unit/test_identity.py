@@ -201,3 +201,21 @@ def test_check_config_warns_when_the_sync_cannot_map(conf, attribute, sync,
     assert severity == "warning"
     assert "[trustpool_nova] has no credentials" in message
     assert "every provider loses the trait" in message
+
+
+def test_the_sync_loop_hands_the_nova_api_to_every_pass(conf):
+    import threading
+
+    from trustpool import trait_sync
+
+    seen = []
+    stop = threading.Event()
+
+    def one_pass(*args):
+        seen.append(args)
+        stop.set()
+
+    nova = compute.UnavailableComputeAPI("stand-in")
+    trait_sync.run_forever(conf, "placement", "client", 0, stop,
+                           pass_=one_pass, compute=nova)
+    assert seen == [(conf, "placement", "client", nova)]
