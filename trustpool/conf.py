@@ -20,6 +20,7 @@ from trustpool.attestation.backends import load_backend, oat
 from trustpool.attestation.backends._http import TRANSPORT_OPTS
 from trustpool.attestation.backends.base import COMMON_GROUP
 from trustpool.attestation.client import WAIT_MARGIN, AttestationClient
+from trustpool.attestation.identity import HostIdentity
 from trustpool.exceptions import ConfigurationError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "TRAIT_GROUP",
     "TRAIT_OPTS",
     "header_value_problem",
+    "host_identity",
     "make_group",
     "make_client",
     "option_problem",
@@ -84,7 +86,12 @@ _client_opts = [
             ("host", "the nova-compute service host name"),
         ],
         help="Which name of a compute host is sent to the attestation "
-        "service.",
+        "service, by the filter, 'trustpool status', 'trustpool audit' and "
+        "'trustpool sync-traits' alike. With 'host', sync-traits needs the "
+        "Nova API ([trustpool_nova] credentials) to find the service host "
+        "of each compute node provider (Placement names providers by "
+        "hypervisor host name); a provider it cannot map loses the trait "
+        "and the pass fails.",
     ),
     cfg.IntOpt(
         "max_report_age",
@@ -191,6 +198,14 @@ def trait_name(conf: cfg.ConfigOpts) -> str:
             "trait", f"{trait!r} is not a custom trait name "
             "(CUSTOM_ followed by A-Z, 0-9 and _)", group=TRAIT_GROUP)
     return trait
+
+
+def host_identity(conf: cfg.ConfigOpts) -> HostIdentity:
+    """How this configuration names compute hosts to the attestation
+    service (``host_attribute``): the one decision every component uses.
+    """
+    register_opts(conf)
+    return HostIdentity(conf[GROUP].host_attribute)
 
 
 def make_client(conf: cfg.ConfigOpts,

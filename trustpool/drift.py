@@ -27,13 +27,6 @@ LOG = logging.getLogger(__name__)
 DISABLE_REASON = "trustpool: host not trusted"
 
 
-def _attestation_name(server: dict[str, Any], attribute: str) -> str:
-    if attribute == "host":
-        return server["OS-EXT-SRV-ATTR:host"]
-    return server.get("OS-EXT-SRV-ATTR:hypervisor_hostname") or \
-        server["OS-EXT-SRV-ATTR:host"]
-
-
 def drift(conf: cfg.ConfigOpts, compute: ComputeAPI,
           client: AttestationClient, disable: bool) -> dict[str, Any]:
     """The drift report; disables services when asked.
@@ -41,23 +34,29 @@ def drift(conf: cfg.ConfigOpts, compute: ComputeAPI,
     :raises trustpool.exceptions.AttestationError: attestation failed.
     :raises trustpool.openstack.compute.NovaAPIError: the Nova API failed.
     """
-    attribute = conf[tp_conf.GROUP].host_attribute
+    identity = tp_conf.host_identity(conf)
     trusted = [s for s in compute.servers()
                if ((s.get("flavor") or {}).get("extra_specs") or {}).get(
                    EXTRA_SPEC) == "trusted"]
-    names = sorted({_attestation_name(s, attribute) for s in trusted})
+    names = sorted({n for n in map(identity.name_of_server, trusted) if n})
     reports = client.attest_uncached(names) if names else {}
     rows = []
     for server in trusted:
-        name = _attestation_name(server, attribute)
-        report = reports[name]
-        if report.level is TrustLevel.TRUSTED:
+        # the filter's name for the host (trustpool.attestation.identity);
+        # without it there is nothing the filter could have asked about
+        name = identity.name_of_server(server)
+        report = reports.get(name) if name else None
+        if report is not None and report.level is TrustLevel.TRUSTED:
             continue
         rows.append({"instance": server["id"], "name": server.get("name"),
                      "project_id": server.get("tenant_id"),
                      "host": server["OS-EXT-SRV-ATTR:host"],
-                     "attested_name": name, "level": report.level.value,
-                     "reason": report.reason})
+                     "attested_name": name,
+                     "level": (report.level.value if report is not None
+                               else TrustLevel.UNKNOWN.value),
+                     "reason": (report.reason if report is not None else
+                                "the Nova API does not give its "
+                                f"{identity.describe()}")})
     disabled = []
     if disable:
         hosts = sorted({r["host"] for r in rows if r["level"] ==

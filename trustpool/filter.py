@@ -68,7 +68,7 @@ class TrustedFilter(filters.BaseHostFilter):
         conf = nova_conf.CONF if conf is None else conf
         tp_conf.register_opts(conf)
         self._client = client or tp_conf.make_client(conf)
-        self._host_attribute = conf[tp_conf.GROUP].host_attribute
+        self._identity = tp_conf.host_identity(conf)
         self._bad_values_logged: set[str] = set()
         self._errors_logged: set[str] = set()
         tp_conf.register_trait_opts(conf)
@@ -145,8 +145,8 @@ class TrustedFilter(filters.BaseHostFilter):
         return bool(self.filter_all([host_state], spec_obj))
 
     def _name_of(self, host_state: Any) -> str | None:
-        name = getattr(host_state, self._host_attribute, None)
-        return name if isinstance(name, str) and name else None
+        # the one rule for every component (trustpool.attestation.identity)
+        return self._identity.name_of_host_state(host_state)
 
     def _log_rejection(self, host: Any, name: str | None, wanted: str,
                        report: HostReport | None) -> None:
@@ -154,7 +154,7 @@ class TrustedFilter(filters.BaseHostFilter):
             LOG.debug("TrustedFilter rejects %(host)s: it has no "
                       "%(attr)s to ask the attestation service about "
                       "(wanted %(wanted)s)",
-                      {"host": host, "attr": self._host_attribute,
+                      {"host": host, "attr": self._identity.attribute,
                        "wanted": wanted})
             return
         assert report is not None  # the client answers for every name

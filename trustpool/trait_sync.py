@@ -20,6 +20,13 @@ only if the whole proof (listing the compute nodes, attesting them,
 reading the answer) succeeded and names it trusted; every other carrier,
 whatever went wrong and with whatever exception type, loses it. Diff-based:
 only providers whose state changes are written.
+
+Names: a compute node provider is asked about under the name the filter
+uses for the same host (:mod:`trustpool.attestation.identity`). Placement
+names providers by hypervisor host name, so with ``host_attribute = host``
+the pass maps each provider uuid (Nova's compute node uuid) to its
+nova-compute service host through the Nova API; a provider that cannot be
+mapped is not proven trusted, and the pass fails saying why.
 """
 
 from __future__ import annotations
@@ -30,15 +37,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from oslo_config import cfg
 
 from trustpool.attestation import AttestationClient, HostReport, TrustLevel
+from trustpool.attestation.identity import ComputeNode
 from trustpool.attestation.redact import Redactor
 from trustpool.conf import TRAIT_GROUP as GROUP
+from trustpool.conf import host_identity, secret_values, trait_name
 from trustpool.conf import register_trait_opts as register_opts
-from trustpool.conf import secret_values, trait_name
+from trustpool.exceptions import TrustpoolError
+from trustpool.openstack.compute import UnavailableComputeAPI
 from trustpool.openstack.placement import PlacementAPI
 
 __all__ = ["SyncResult", "run_forever", "sync"]
@@ -91,10 +101,23 @@ class SyncResult:
             self.failed = reason
 
 
+class ComputeNodeSource(Protocol):
+    """Where the service host of each compute node comes from: the Nova
+    API (:class:`trustpool.openstack.compute.ComputeAPI`)."""
+
+    def compute_nodes(self) -> list[ComputeNode]: ...
+
+
 def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
-         client: AttestationClient) -> SyncResult:
+         client: AttestationClient,
+         compute: ComputeNodeSource | None = None) -> SyncResult:
     """One pass: attest every compute node in one batch, then make the
     carriers of the trait exactly the compute nodes attested trusted.
+
+    ``compute`` is needed only with ``host_attribute = host``, to name
+    each compute node by its service host; without it (or when it fails)
+    no compute node can be named, so none keeps the trait and the pass
+    fails.
 
     The outermost boundary of a pass: never raises (any exception type).
     A failure is in the result (``failed``, ``errors``,
@@ -104,7 +127,7 @@ def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
     """
     result = SyncResult()
     redact = _redactor(conf)
-    work = _Pass(conf, placement, client, result, redact)
+    work = _Pass(conf, placement, client, result, redact, compute)
     try:
         work.run()
     except Exception as exc:  # noqa: BLE001 - the outermost boundary
@@ -125,14 +148,16 @@ def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
 def run_forever(conf: cfg.ConfigOpts, placement: PlacementAPI,
                 client: AttestationClient, interval: float,
                 stop: threading.Event | None = None,
-                pass_: Callable[..., Any] | None = None) -> None:
+                pass_: Callable[..., Any] | None = None,
+                compute: ComputeNodeSource | None = None) -> None:
     """Sync every ``interval`` seconds until ``stop`` (an Event) is set.
 
     Survives every exception a pass lets out (none should: ``sync`` has
     its own boundary, but the loop must not depend on that) and keeps its
     rhythm: the next pass starts ``interval`` seconds after the previous
     one started, or at once when a pass took longer; never sooner than
-    :data:`MIN_INTERVAL`. ``pass_`` replaces :func:`sync` (tests).
+    :data:`MIN_INTERVAL`. ``pass_`` replaces :func:`sync` (tests);
+    ``compute`` is handed to every pass (see :func:`sync`).
     KeyboardInterrupt and SystemExit still end it: they are how an
     operator stops the command.
     """
@@ -141,7 +166,10 @@ def run_forever(conf: cfg.ConfigOpts, placement: PlacementAPI,
     while stop is None or not stop.is_set():
         started = time.monotonic()
         try:
-            one_pass(conf, placement, client)
+            if compute is None:
+                one_pass(conf, placement, client)
+            else:
+                one_pass(conf, placement, client, compute)
         except Exception as exc:  # noqa: BLE001 - the loop's boundary
             _log_escaped(exc)
         wait = max(0.0, interval - (time.monotonic() - started))
@@ -168,10 +196,13 @@ class _Pass:
 
     def __init__(self, conf: cfg.ConfigOpts, placement: PlacementAPI,
                  client: AttestationClient, result: SyncResult,
-                 redact: Redactor) -> None:
+                 redact: Redactor,
+                 compute: ComputeNodeSource | None = None) -> None:
         self.conf = conf
         self.placement = placement
         self.client = client
+        self.compute = compute or UnavailableComputeAPI(
+            "no Nova API was given to the sync")
         self.result = result
         self.redact = redact
         self.trait: str | None = None
@@ -235,12 +266,12 @@ class _Pass:
             LOG.error("sync-traits: %s; removing %s from every provider",
                       reason, self.trait)
             return {}, dict.fromkeys(self.carriers or (), reason)
-        by_name = {p["name"]: uuid for uuid, p in computes.items()}
+        names = self._name(computes, why_not)
         try:
-            reports = (self.client.attest_uncached(list(by_name))
-                       if by_name else {})
+            asked = sorted(set(names.values()))
+            reports = (self.client.attest_uncached(asked) if asked else {})
             proven: dict[str, dict[str, Any]] = {}
-            for name, uuid in by_name.items():
+            for uuid, name in names.items():
                 report = reports.get(name)
                 if (isinstance(report, HostReport)
                         and report.hostname == name
@@ -259,10 +290,56 @@ class _Pass:
             LOG.warning("sync-traits: attestation failed (%s), removing %s "
                         "from every provider: %s", type(exc).__name__,
                         self.trait, message)
-            return computes, dict.fromkeys(
-                computes, f"attestation failed: {message}")
+            return computes, {**dict.fromkeys(
+                computes, f"attestation failed: {message}"), **why_not}
         self.proven = proven
         return computes, why_not
+
+    def _name(self, computes: dict[str, dict[str, Any]],
+              why_not: dict[str, str]) -> dict[str, str]:
+        """uuid → the name the filter asks about for that compute node
+        (``host_attribute``). A node without one is put in ``why_not``
+        and fails the pass: it is not proven trusted, so it loses the
+        trait, and the pass could not do what it was asked to."""
+        identity = host_identity(self.conf)
+        problem = None
+        nodes: list[ComputeNode] = []
+        if not identity.needs_service_host:
+            # Nova names a compute node's provider by hypervisor host name
+            nodes = [ComputeNode(uuid, p["name"])
+                     for uuid, p in computes.items()]
+        elif computes:
+            try:
+                nodes = list(self.compute.compute_nodes())
+            except Exception as exc:  # noqa: BLE001 - remove, never keep
+                kind = ("" if isinstance(exc, TrustpoolError)
+                        else f"{type(exc).__name__}: ")
+                problem = (f"{identity.option}: compute node providers are "
+                           "named by service host through the Nova API, "
+                           f"which failed: {kind}{_short(self.redact, exc)}")
+        index = identity.index(nodes)
+        names: dict[str, str] = {}
+        unmapped: list[str] = []
+        for uuid, provider in computes.items():
+            name = index.name_of(uuid)
+            if name is not None:
+                names[uuid] = name
+                continue
+            unmapped.append(f"{provider['name']} ({uuid})")
+            why_not[uuid] = problem or (
+                f"no {identity.describe()}: the Nova API lists no "
+                "hypervisor with this uuid")
+        if unmapped:
+            reason = problem or (
+                f"{identity.option}: {len(unmapped)} compute node "
+                "provider(s) have no hypervisor in the Nova API, so no "
+                f"service host: {', '.join(unmapped[:5])}"
+                + (", ..." if len(unmapped) > 5 else ""))
+            self.result._fail(reason)  # noqa: SLF001 - its own result
+            LOG.error("sync-traits: %s; %d compute node provider(s) cannot "
+                      "be named and lose %s", reason, len(unmapped),
+                      self.trait)
+        return names
 
     def _write(self, changes: list[tuple[dict[str, Any], bool, str]],
                concurrency: int) -> None:

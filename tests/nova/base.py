@@ -81,3 +81,20 @@ attestation_server_ca_file = {self.ca.cert_path}
 attestation_auth_blob = {AUTH_BLOB}
 """)
         return conf
+
+
+def admin_compute_api(api_fixture):
+    """trustpool's ComputeAPI on the harness's admin API (the harness
+    stubs keystone: identity travels in these headers)."""
+    from keystoneauth1 import adapter as ks_adapter
+    from keystoneauth1 import session as ks_session
+
+    from trustpool.openstack.compute import ComputeAPI
+
+    admin = api_fixture.admin_api
+    return ComputeAPI(ks_adapter.Adapter(
+        ks_session.Session(), endpoint_override=admin.base_url,
+        additional_headers={
+            "X-Auth-User": "admin", "X-User-Id": "admin",
+            "X-Auth-Project-Id": admin.project_id,
+            "X-Roles": "reader,member,admin"}))

@@ -4,6 +4,7 @@ sqlite, noauth2) and a real HTTPS attestation server, both on 127.0.0.1."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import subprocess
 import sys
@@ -19,8 +20,10 @@ from oslo_config import cfg
 
 from trustpool import trait_sync
 from trustpool.attestation import HostReport, TrustLevel
+from trustpool.attestation.identity import ComputeNode
 from trustpool.conf import make_client
 from trustpool.exceptions import AttestationError
+from trustpool.openstack.compute import NovaAPIError
 from trustpool.openstack.placement import PlacementAPI
 
 from tests.support.config import point_at
@@ -599,3 +602,257 @@ def test_run_forever_stops_at_once_when_asked(conf):
     trait_sync.run_forever(conf, None, None, 3600, stop,
                        pass_=lambda *a: calls.append(1))
     assert calls == []
+
+
+# -- host_attribute = host (issue 19): providers named by hypervisor, the
+# -- attestation service knowing service hosts --------------------------
+
+
+class StandInNova:
+    """The hypervisor list (``ComputeAPI.compute_nodes``) as Nova 34
+    gives it: each node's uuid (its provider's), hypervisor host name (its
+    provider's name) and service host; or an error."""
+
+    def __init__(self, nodes=(), error=None):
+        self.nodes = list(nodes)
+        self.error = error
+        self.calls = 0
+
+    def compute_nodes(self):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return list(self.nodes)
+
+
+@pytest.fixture
+def named_apart(placement):
+    """Four compute nodes whose providers are named by hypervisor host
+    name, on three service hosts (``svc-b`` runs two nodes, as an Ironic
+    service does); the attestation service knows service hosts only:
+    ``svc-a`` untrusted (and carrying a stale trait), ``svc-b`` trusted,
+    ``svc-c`` unknown."""
+    tag = uuidlib.uuid4().hex[:6]
+    layout = {"a1": "svc-a", "b1": "svc-b", "b2": "svc-b", "c1": "svc-c"}
+    made, nodes = {}, []
+    for node, host in layout.items():
+        name = f"{node}-{tag}.hv.example"
+        made[node] = placement.create_provider(name, {"COMPUTE_NODE"})
+        placement.set_inventory(made[node], {"VCPU": 8})
+        nodes.append(ComputeNode(made[node], name, f"{host}-{tag}"))
+    placement.add_trait(made["a1"], TRAIT)
+    levels = {f"svc-a-{tag}": "untrusted", f"svc-b-{tag}": "trusted",
+              f"svc-c-{tag}": "unknown"}
+    # the hypervisor names are trusted too, under the other setting: a
+    # sync that asked about them would keep the trait on svc-a's node
+    levels.update({n.hypervisor_hostname: "trusted" for n in nodes})
+    yield made, nodes, levels
+    for uuid in made.values():
+        placement.delete_provider(uuid)
+
+
+def test_host_attribute_host_names_providers_by_service_host(
+        conf, placement, named_apart):
+    made, nodes, levels = named_apart
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    client = StandInClient(levels)
+    nova = StandInNova(nodes)
+    trait_sync.register_opts(conf)
+    result = trait_sync.sync(conf, api_for(placement), client, nova)
+    assert result.ok, result
+    trusted = {made["b1"], made["b2"]}
+    assert placement.carriers(TRAIT) & set(made.values()) == trusted
+    # Placement now offers exactly the trusted nodes
+    offered = placement.allocation_candidates(
+        f"resources=VCPU:1&required={TRAIT}")
+    assert offered & set(made.values()) == trusted
+    # one batch, service hosts only, each once
+    assert client.calls == [sorted({n.service_host for n in nodes})]
+    assert nova.calls == 1
+
+    # the default setting names them by hypervisor host name, as before
+    conf.clear_override("host_attribute", "trusted_computing")
+    nova.calls = 0
+    result = trait_sync.sync(conf, api_for(placement), client, nova)
+    assert result.ok, result
+    assert placement.carriers(TRAIT) & set(made.values()) == set(
+        made.values())
+    assert nova.calls == 0  # Placement's names are enough
+    assert client.calls[-1] == sorted(n.hypervisor_hostname for n in nodes)
+
+
+@pytest.mark.parametrize("nova", [
+    None,
+    StandInNova(error=NovaAPIError("Nova API GET /os-hypervisors/detail: "
+                                   "Unable to establish connection")),
+    StandInNova(error=RecursionError("deep")),
+], ids=["no-nova", "nova-down", "nova-bug"])
+def test_host_attribute_host_without_the_mapping_removes_the_trait(
+        conf, placement, named_apart, nova):
+    made, nodes, levels = named_apart
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    trait_sync.register_opts(conf)
+    assert trait_sync.sync(conf, api_for(placement), StandInClient(levels),
+                           StandInNova(nodes)).ok
+    client = StandInClient(levels)
+    result = trait_sync.sync(conf, api_for(placement), client, nova)
+    assert not result.ok
+    assert result.failed.startswith(
+        "[trusted_computing] host_attribute = host: compute node providers "
+        "are named by service host through the Nova API, which failed: ")
+    assert placement.carriers(TRAIT) & set(made.values()) == set()
+    assert result.removed == 2
+    assert client.calls == []  # nothing could be named: nothing asked
+
+
+def test_host_attribute_host_a_provider_nova_does_not_list(
+        conf, placement, named_apart):
+    made, nodes, levels = named_apart
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    trait_sync.register_opts(conf)
+    assert trait_sync.sync(conf, api_for(placement), StandInClient(levels),
+                           StandInNova(nodes)).ok
+    listed = [n for n in nodes if n.uuid != made["b2"]]
+    result = trait_sync.sync(conf, api_for(placement), StandInClient(levels),
+                             StandInNova(listed))
+    assert not result.ok
+    assert "1 compute node provider(s) have no hypervisor in the Nova " \
+        f"API, so no service host: {nodes[2].hypervisor_hostname} " \
+        f"({made['b2']})" in result.failed
+    # b1, on the same service host and listed, keeps it
+    assert placement.carriers(TRAIT) & set(made.values()) == {made["b1"]}
+
+
+def test_host_attribute_host_command_line_without_nova_credentials(
+        placement, named_apart, oat_server, pki, tmp_path):
+    """The command as an operator runs it: ``host_attribute = host`` and
+    no ``[trustpool_nova]``: every trait goes, exit 2, one line naming
+    host_attribute and the missing credentials (it was exit 0 with every
+    trait gone)."""
+    made, nodes, levels = named_apart
+    oat_server.levels = levels
+    for uuid in made.values():
+        placement.add_trait(uuid, TRAIT)
+    conf_path = tmp_path / "nova.conf"
+    conf_path.write_text(f"""
+[trusted_computing]
+attestation_server = 127.0.0.1
+attestation_port = {oat_server.port}
+attestation_server_ca_file = {pki['ca'].cert_path}
+host_attribute = host
+
+[placement]
+auth_type = admin_token
+endpoint = {placement.url}
+token = admin
+""")
+    result = subprocess.run(
+        [sys.executable, "-m", "trustpool.cmd.main", "--config-file",
+         str(conf_path), "sync-traits"], capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "trustpool: sync-traits failed: [trusted_computing] host_attribute "
+        "= host: compute node providers are named by service host through "
+        "the Nova API, which failed: [trustpool_nova] auth_type: not set: "
+        "no credentials for the Nova API")
+    assert placement.carriers(TRAIT) & set(made.values()) == set()
+    assert oat_server.polls() == 0
+
+
+# -- one name per host for every component (issue 19) ----------------------
+
+
+class _Spec:
+    """A request for a trusted flavor, as much of a RequestSpec as the
+    filter reads."""
+
+    class flavor:  # noqa: N801 - an attribute, as on a RequestSpec
+        name = "trusted"
+        extra_specs = {"trust:trusted_host": "trusted"}
+
+    def __contains__(self, key):
+        return False
+
+
+class _OneServer:
+    """The compute API's server list: one instance of a trusted flavor."""
+
+    def __init__(self, host, node):
+        self.server = {
+            "id": "11111111-2222-3333-4444-555555555555", "name": "vm",
+            "tenant_id": "p", "OS-EXT-SRV-ATTR:host": host,
+            "OS-EXT-SRV-ATTR:hypervisor_hostname": node,
+            "flavor": {"extra_specs": {"trust:trusted_host": "trusted"}}}
+
+    def servers(self):
+        yield self.server
+
+
+@pytest.mark.parametrize("attribute", ["nodename", "host"])
+def test_every_component_asks_about_the_same_name(
+        conf, placement, oat_server, pki, tmp_path, attribute, capsys):
+    """One compute host (service host ``svc-…``, hypervisor ``….hv``):
+    the filter, ``trustpool status``, ``sync-traits`` and the drift report
+    ask the attestation service about the same name for it, the one
+    ``host_attribute`` picks, and all see it trusted. The other name is
+    attested untrusted, so a component asking about it would disagree."""
+    from nova.tests.unit.scheduler.fakes import FakeHostState
+
+    from trustpool import drift
+    from trustpool.cmd import main as cli
+    from trustpool.filter import TrustedFilter
+
+    tag = uuidlib.uuid4().hex[:6]
+    host, node = f"svc-{tag}", f"node-{tag}.hv"
+    name, other = (node, host) if attribute == "nodename" else (host, node)
+    oat_server.levels = {name: "trusted", other: "untrusted"}
+    uuid = placement.create_provider(node, {"COMPUTE_NODE"})
+    nova = StandInNova([ComputeNode(uuid, node, host)])
+    point_at(conf, oat_server, pki["ca"].cert_path,
+             host_attribute=attribute)
+    trait_sync.register_opts(conf)
+    asked = []
+
+    def last_asked():
+        asked.append(oat_server.requests[-1].body["hosts"])
+        return asked[-1]
+
+    try:
+        # the filter
+        passed = TrustedFilter(conf).filter_all(
+            [FakeHostState(host, node, {})], _Spec())
+        assert [h.host for h in passed] == [host]
+        assert last_asked() == [name]
+
+        # sync-traits
+        result = trait_sync.sync(conf, api_for(placement), make_client(conf),
+                                 nova)
+        assert result.ok, result
+        assert TRAIT in placement.traits(uuid)[0]
+        assert last_asked() == [name]
+
+        # the drift report
+        report = drift.drift(conf, _OneServer(host, node), make_client(conf),
+                             False)
+        assert (report["checked_hosts"], report["drift"]) == ([name], [])
+        assert last_asked() == [name]
+
+        # trustpool status, given the name the filter logs and sends
+        conf_path = tmp_path / "nova.conf"
+        conf_path.write_text(f"""
+[trusted_computing]
+attestation_server = 127.0.0.1
+attestation_port = {oat_server.port}
+attestation_server_ca_file = {pki['ca'].cert_path}
+host_attribute = {attribute}
+""")
+        capsys.readouterr()
+        code = cli.main(["--config-file", str(conf_path), "status", "--format",
+                         "json", name])
+        row, = json.loads(capsys.readouterr().out)["hosts"]
+        assert (code, row["host"], row["level"]) == (0, name, "trusted")
+        assert last_asked() == [name]
+    finally:
+        placement.delete_provider(uuid)
+    assert asked == [[name]] * 4

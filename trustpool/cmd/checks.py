@@ -17,6 +17,7 @@ from oslo_config import cfg
 from trustpool import conf as tp_conf
 from trustpool.attestation.backends import load_backend
 from trustpool.exceptions import ConfigurationError
+from trustpool.openstack import compute
 
 __all__ = ["Finding", "check"]
 
@@ -96,5 +97,23 @@ def _transport(conf: cfg.ConfigOpts) -> list[Finding]:
     return found
 
 
+def _host_naming(conf: cfg.ConfigOpts) -> list[Finding]:
+    """``host_attribute = host`` with the trait sync on: the sync can name
+    compute node providers by service host only through the Nova API."""
+    if not tp_conf.host_identity(conf).needs_service_host:
+        return []
+    tp_conf.register_trait_opts(conf)
+    compute.register_opts(conf)
+    if not conf[tp_conf.TRAIT_GROUP].sync_enabled or \
+            conf[compute.GROUP].auth_type:
+        return []
+    return [("warning", _name("host_attribute"),
+             "'host' with [trustpool_traits] sync_enabled, but "
+             "[trustpool_nova] has no credentials (auth_type): sync-traits "
+             "cannot map compute node providers (named by hypervisor host "
+             "name) to service hosts, so every provider loses the trait "
+             "and each pass fails")]
+
+
 _CHECKS: list[Callable[[cfg.ConfigOpts], list[Finding]]] = [
-    _server, _files, _transport]
+    _server, _files, _transport, _host_naming]

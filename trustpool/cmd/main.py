@@ -44,9 +44,11 @@ def _add_parsers(subparsers: Any) -> None:
         "status", help="Ask the attestation service now (no cache) how far "
         "it trusts hosts, as TrustedFilter would see them.")
     status.add_argument("hosts", nargs="*", metavar="HOST",
-                        help="host names as the filter sends them (the "
-                        "hypervisor host name by default); none: every "
-                        "host the backend can list")
+                        help="host names as the filter sends them "
+                        "([trusted_computing] host_attribute: the "
+                        "hypervisor host name by default, the compute "
+                        "service host with 'host'); none: every host the "
+                        "backend can list")
     status.add_argument("--format", choices=("table", "json"),
                         default="table")
     subparsers.add_parser(
@@ -114,7 +116,8 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
     if conf.command.name == "check-config":
         return _check_config(conf)
     if conf.command.name == "sync-traits":
-        return _sync_traits(conf, conf.command.interval, placement_api)
+        return _sync_traits(conf, conf.command.interval, placement_api,
+                            compute_api)
     if conf.command.name == "audit":
         return _audit(conf, conf.command.format,
                       conf.command.disable_untrusted_hosts, compute_api)
@@ -169,7 +172,7 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
 
 
 def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
-                 api: Any) -> int:
+                 api: Any, compute_api: Any) -> int:
     try:
         tp_conf.trait_name(conf)
         client = tp_conf.make_client(conf)
@@ -177,18 +180,36 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
             api = placement.PlacementAPI(placement.adapter_from_conf(conf))
     except ConfigurationError as exc:
         return _fail(str(exc))
+    if compute_api is None and \
+            tp_conf.host_identity(conf).needs_service_host:
+        compute_api = _nova_for_names(conf)
     try:
         if interval is not None:
-            trait_sync.run_forever(conf, api, client, interval)
+            trait_sync.run_forever(conf, api, client, interval,
+                                   compute=compute_api)
             return OK
         # a pass never raises: it reports how it failed in its result
-        result = trait_sync.sync(conf, api, client)
+        result = trait_sync.sync(conf, api, client, compute_api)
     finally:
         client.close()
     print(result.summary())
     if not result.ok:
         return _fail(f"sync-traits failed: {result.failed}")
     return OK
+
+
+def _nova_for_names(conf: cfg.ConfigOpts) -> Any:
+    """The Nova API that maps compute node providers to service hosts for
+    ``host_attribute = host``. When it cannot be set up, the sync still
+    runs (so that no provider keeps the trait unproven) and fails, saying
+    why."""
+    try:
+        return compute.ComputeAPI(compute.adapter_from_conf(
+            conf, "no credentials for the Nova API"))
+    except Exception as exc:  # noqa: BLE001 - the sync reports it
+        redact = Redactor(tp_conf.secret_values(conf))
+        return compute.UnavailableComputeAPI(
+            " ".join(redact(exc).split())[:300])
 
 
 def _audit(conf: cfg.ConfigOpts, fmt: str, disable: bool,

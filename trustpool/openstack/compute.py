@@ -16,15 +16,17 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
+from trustpool.attestation.identity import ComputeNode
 from trustpool.exceptions import TrustpoolError
 from trustpool.openstack import session
 
-__all__ = ["GROUP", "ComputeAPI", "NovaAPIError", "adapter_from_conf",
-           "list_opts", "register_opts"]
+__all__ = ["GROUP", "ComputeAPI", "NovaAPIError", "UnavailableComputeAPI",
+           "adapter_from_conf", "list_opts", "register_opts"]
 
 GROUP = "trustpool_nova"
 #: 2.47: servers embed their flavor with extra specs; 2.53: services are
-#: addressed by UUID and can be disabled with a reason in one call.
+#: addressed by UUID and can be disabled with a reason in one call, and a
+#: hypervisor's id is its compute node uuid (= its resource provider's).
 MICROVERSION = "2.53"
 _PAGE = 500
 
@@ -38,7 +40,9 @@ def _group() -> cfg.OptGroup:
         GROUP, title="Nova API access for trustpool audit",
         help="Credentials and endpoint selection (keystoneauth1) that the "
         "'trustpool audit' command uses to list instances and disable "
-        "compute services. Needs an admin role.")
+        "compute services, and that 'trustpool sync-traits' uses to list "
+        "hypervisors when [trusted_computing] host_attribute = host. "
+        "Needs an admin role.")
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -55,14 +59,16 @@ def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     return [(_group(), opts)]
 
 
-def adapter_from_conf(conf: cfg.ConfigOpts) -> ks_adapter.Adapter:
+def adapter_from_conf(conf: cfg.ConfigOpts,
+                      why: str = "trustpool audit needs credentials for "
+                      "the Nova API") -> ks_adapter.Adapter:
     """A compute-API adapter from ``[trustpool_nova]``.
 
-    :raises ConfigurationError: when no credentials are configured.
+    :raises ConfigurationError: when no credentials are configured; the
+        message says ``why`` they are needed.
     """
     register_opts(conf)
-    return session.adapter_from_conf(
-        conf, GROUP, "trustpool audit needs credentials for the Nova API")
+    return session.adapter_from_conf(conf, GROUP, why)
 
 
 class ComputeAPI:
@@ -86,6 +92,32 @@ class ComputeAPI:
                 return
             marker = page[-1]["id"]
 
+    def compute_nodes(self) -> list[ComputeNode]:
+        """Every compute node with its service host, from the hypervisors
+        list (admin).
+
+        :raises NovaAPIError: also when a record lacks its uuid, its
+            hypervisor host name or its service host: a caller naming
+            hosts never acts on half an answer.
+        """
+        nodes = []
+        marker = None
+        while True:
+            query = f"/os-hypervisors/detail?limit={_PAGE}"
+            if marker:
+                query += f"&marker={marker}"
+            body = self._get(query)
+            page = body.get("hypervisors") if isinstance(body, dict) \
+                else None
+            if not isinstance(page, list):
+                raise NovaAPIError("Nova API GET /os-hypervisors/detail: "
+                                   "no list of hypervisors")
+            for record in page:
+                nodes.append(_compute_node(record))
+            if len(page) < _PAGE:
+                return nodes
+            marker = nodes[-1].uuid
+
     def compute_service(self, host: str) -> dict[str, Any] | None:
         services = self._get(
             f"/os-services?binary=nova-compute&host={host}").get(
@@ -108,3 +140,30 @@ class ComputeAPI:
         except ks_exc.ClientException as exc:
             raise NovaAPIError(f"Nova API {method} {url.split('?')[0]}: "
                                f"{exc}") from None
+
+
+class UnavailableComputeAPI:
+    """Stands for a Nova API that could not be set up (no credentials, a
+    bad option): every call raises :class:`NovaAPIError` saying why, so
+    the caller fails the way it fails when the API is down."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def compute_nodes(self) -> list[ComputeNode]:
+        raise NovaAPIError(self.why)
+
+
+def _compute_node(record: Any) -> ComputeNode:
+    fields: dict[str, Any] = record if isinstance(record, dict) else {}
+    service = fields.get("service")
+    uuid, name, host = (fields.get("id"), fields.get("hypervisor_hostname"),
+                        service.get("host") if isinstance(service, dict)
+                        else None)
+    if not (isinstance(uuid, str) and uuid and isinstance(name, str)
+            and name and isinstance(host, str) and host):
+        raise NovaAPIError("Nova API GET /os-hypervisors/detail: a "
+                           "hypervisor without a uuid, a hypervisor_hostname "
+                           "or a service host")
+    return ComputeNode(uuid=uuid, hypervisor_hostname=name,
+                       service_host=host)
