@@ -2,15 +2,18 @@
 """``trustpool``: see what TrustedFilter sees, and check the configuration.
 
 Reads nova.conf the OpenStack way (``--config-file``, ``--config-dir``;
-``/etc/nova/nova.conf`` by default). Exit codes, for scripts and
-monitoring: 0 all good, 1 a host is not trusted (``status``) or the
-configuration has errors (``check-config``), 2 the command could not do
-its job (bad configuration, attestation service unreachable).
+by default the first ``nova.conf`` and then the first ``trustpool.conf``
+found in ``~/.nova/``, ``~/``, ``/etc/nova/``, ``/etc/``, the later file
+overriding). Exit codes, for scripts and monitoring: 0 all good, 1 a host
+is not trusted (``status``), drift (``audit``) or the configuration has
+errors (``check-config``), 2 the command could not do its job (bad
+configuration, attestation service unreachable).
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import sys
 import time
@@ -32,11 +35,36 @@ from trustpool.attestation.redact import Redactor
 from trustpool.cmd import checks
 from trustpool.openstack import compute, placement
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "main", "version"]
 
 OK, NOT_TRUSTED, FAILED = 0, 1, 2
+#: What each exit code means, per command (README's Operations table is
+#: checked against it by tests/integration/test_readme.py).
+EXIT_CODES: dict[str, dict[int, str]] = {
+    "status": {OK: "every host listed is trusted",
+               NOT_TRUSTED: "some host is not trusted",
+               FAILED: "could not ask"},
+    "check-config": {OK: "no error (warnings allowed)",
+                     NOT_TRUSTED: "errors, each printed with its option",
+                     FAILED: "could not read the configuration"},
+    "sync-traits": {OK: "the pass succeeded (with --interval: stopped)",
+                    FAILED: "the pass failed, or bad configuration"},
+    "audit": {OK: "no drift", NOT_TRUSTED: "drift",
+              FAILED: "could not check"},
+    "--version": {OK: "version printed"},
+}
 #: Bumped only on incompatible changes to ``status --format json``.
 STATUS_SCHEMA_VERSION = 1
+
+
+def version() -> str:
+    """The installed distribution's version, as pbr computed it at build
+    time from git tags; what ``trustpool --version`` prints."""
+    try:
+        return importlib.metadata.version("trustpool")
+    except importlib.metadata.PackageNotFoundError:
+        # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _add_parsers(subparsers: Any) -> None:
@@ -103,9 +131,14 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=_add_parsers))
     tp_conf.register_opts(conf)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args:
+        # before any configuration file is read: the version of the
+        # command must be there even when nova.conf is broken or unreadable
+        print(version())
+        return OK
     try:
-        conf(list(sys.argv[1:] if argv is None else argv), project="nova",
-             prog="trustpool")
+        conf(args, project="nova", prog="trustpool", version=version())
     except cfg.Error as exc:
         return _fail(f"cannot read the configuration: {exc}")
     conf.set_default("default_log_levels",
