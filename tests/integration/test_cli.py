@@ -275,3 +275,40 @@ def test_version_is_the_installed_distributions_even_with_a_broken_conf(
                             env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "Failed to parse" in result.stderr
+
+
+def test_default_config_files_nova_conf_then_trustpool_conf(tmp_path):
+    """Without --config-file the command reads the first nova.conf, then
+    the first trustpool.conf of ~/.nova/, ~/, /etc/nova/, /etc/, then the
+    nova.conf.d/ directory; each later one overrides (README,
+    "Operations"). With --config-file, only that file."""
+    home = tmp_path / "home"
+    (home / ".nova").mkdir(parents=True)
+    for name in ("nova", "tp", "dir", "home"):
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps({"hosts": {f"from-{name}": "trusted"}}))
+    nova_conf = home / ".nova" / "nova.conf"
+    nova_conf.write_text(f"[trusted_computing]\nbackend = file\n"
+                         f"[trust_file]\npath = {tmp_path / 'nova.json'}\n")
+    # not read: ~/.nova/nova.conf comes first
+    (home / "nova.conf").write_text(
+        f"[trust_file]\npath = {tmp_path / 'home.json'}\n")
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+
+    def hosts(*args):
+        result = subprocess.run(
+            [sys.executable, "-m", "trustpool.cmd.main", *args, "status",
+             "--format", "json"], capture_output=True, text=True,
+            timeout=60, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return [h["host"] for h in json.loads(result.stdout)["hosts"]]
+
+    assert hosts() == ["from-nova"]
+    (home / ".nova" / "trustpool.conf").write_text(
+        f"[trust_file]\npath = {tmp_path / 'tp.json'}\n")
+    assert hosts() == ["from-tp"]
+    (home / ".nova" / "nova.conf.d").mkdir()
+    (home / ".nova" / "nova.conf.d" / "10-trust.conf").write_text(
+        f"[trust_file]\npath = {tmp_path / 'dir.json'}\n")
+    assert hosts() == ["from-dir"]
+    assert hosts("--config-file", str(nova_conf)) == ["from-nova"]

@@ -38,20 +38,24 @@ from trustpool.openstack import compute, placement
 __all__ = ["EXIT_CODES", "main", "version"]
 
 OK, NOT_TRUSTED, FAILED = 0, 1, 2
-#: What each exit code means, per command (README's Operations table is
-#: checked against it by tests/integration/test_readme.py).
+#: What each exit code means, per command: the subcommands' ``--help``
+#: (and so doc/source/cli.rst) and README's exit code table say exactly
+#: this; tests/integration/test_readme.py compares the table with it.
+#: Any command also exits 2 on bad arguments or an unexpected error.
 EXIT_CODES: dict[str, dict[int, str]] = {
     "status": {OK: "every host listed is trusted",
                NOT_TRUSTED: "some host is not trusted",
-               FAILED: "could not ask"},
-    "check-config": {OK: "no error (warnings allowed)",
+               FAILED: "could not ask (configuration, connection)"},
+    "check-config": {OK: "no errors (warnings allowed)",
                      NOT_TRUSTED: "errors, each printed with its option",
-                     FAILED: "could not read the configuration"},
-    "sync-traits": {OK: "the pass succeeded (with --interval: stopped)",
-                    FAILED: "the pass failed, or bad configuration"},
+                     FAILED: "the configuration cannot be read"},
+    "sync-traits": {OK: "the pass succeeded",
+                    FAILED: "the pass failed (Placement, attestation), or "
+                    "bad configuration"},
     "audit": {OK: "no drift", NOT_TRUSTED: "drift",
-              FAILED: "could not check"},
-    "--version": {OK: "version printed"},
+              FAILED: "could not check (configuration, Nova API, "
+              "attestation)"},
+    "--version": {OK: "the version is printed"},
 }
 #: Bumped only on incompatible changes to ``status --format json``.
 STATUS_SCHEMA_VERSION = 1
@@ -67,9 +71,14 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+def _exit_codes(command: str) -> str:
+    return "exit codes: " + "; ".join(
+        f"{code} {meaning}" for code, meaning in EXIT_CODES[command].items())
+
+
 def _add_parsers(subparsers: Any) -> None:
     status = subparsers.add_parser(
-        "status", help="Ask the attestation service now (no cache) how far "
+        "status", epilog=_exit_codes("status"), help="Ask the attestation service now (no cache) how far "
         "it trusts hosts, as TrustedFilter would see them.")
     status.add_argument("hosts", nargs="*", metavar="HOST",
                         help="host names as the filter sends them (the "
@@ -78,19 +87,21 @@ def _add_parsers(subparsers: Any) -> None:
     status.add_argument("--format", choices=("table", "json"),
                         default="table")
     subparsers.add_parser(
-        "check-config", help="Check the [trusted_computing] configuration "
+        "check-config", epilog=_exit_codes("check-config"), help="Check the [trusted_computing] configuration "
         "and report every problem with the option's name.")
     sync_traits = subparsers.add_parser(
-        "sync-traits", help="Put the trait of [trustpool_traits] on the "
+        "sync-traits", epilog=_exit_codes("sync-traits") + "; with "
+        "--interval it runs until stopped, logging failed passes",
+        help="Put the trait of [trustpool_traits] on the "
         "compute node providers attested trusted and remove it from all "
         "others (Placement credentials from nova.conf's [placement]).")
     sync_traits.add_argument(
         "--interval", type=float, default=None, metavar="SECONDS",
         help="keep running, one sync every SECONDS (default: one sync)")
     audit = subparsers.add_parser(
-        "audit", help="Report instances of trusted flavors running on hosts "
-        "that are not trusted now (Nova API credentials in "
-        "[trustpool_nova]). Exit 0: no drift, 1: drift, 2: error.")
+        "audit", epilog=_exit_codes("audit"), help="Report instances of "
+        "trusted flavors running on hosts that are not trusted now (Nova "
+        "API credentials in [trustpool_nova]).")
     audit.add_argument("--format", choices=("table", "json"),
                        default="table")
     audit.add_argument("--disable-untrusted-hosts", action="store_true",
