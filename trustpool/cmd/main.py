@@ -78,8 +78,9 @@ def _exit_codes(command: str) -> str:
 
 def _add_parsers(subparsers: Any) -> None:
     status = subparsers.add_parser(
-        "status", epilog=_exit_codes("status"), help="Ask the attestation service now (no cache) how far "
-        "it trusts hosts, as TrustedFilter would see them.")
+        "status", epilog=_exit_codes("status"), help="Ask the attestation "
+        "service now (no cache) how far it trusts hosts, as TrustedFilter "
+        "would see them.")
     status.add_argument("hosts", nargs="*", metavar="HOST",
                         help="host names as the filter sends them (the "
                         "hypervisor host name by default); none: every "
@@ -87,8 +88,9 @@ def _add_parsers(subparsers: Any) -> None:
     status.add_argument("--format", choices=("table", "json"),
                         default="table")
     subparsers.add_parser(
-        "check-config", epilog=_exit_codes("check-config"), help="Check the [trusted_computing] configuration "
-        "and report every problem with the option's name.")
+        "check-config", epilog=_exit_codes("check-config"),
+        help="Check the [trusted_computing] configuration and report every "
+        "problem with the option's name.")
     sync_traits = subparsers.add_parser(
         "sync-traits", epilog=_exit_codes("sync-traits") + "; with "
         "--interval it runs until stopped, logging failed passes",
