@@ -402,3 +402,41 @@ def test_readme_tls_troubleshooting_quotes_the_real_messages(conf, pki):
     for parts in quotes:
         pattern = ".*".join(re.escape(p) for p in parts)
         assert any(re.search(pattern, m) for m in messages), (parts, messages)
+
+
+def command_lines(text: str) -> list[tuple[int, list[str]]]:
+    """Command lines README gives to copy (a service, a cron line) rather
+    than as ``$`` examples: the arguments after ``trustpool``."""
+    found = []
+    for block in literal_blocks(text):
+        for offset, line in enumerate(block.lines):
+            words = line.split()
+            if "trustpool" in words and not line.startswith("$ ") \
+                    and not re.match(r"\s*[\w.]+\s*=", line) \
+                    and words[0] not in ("pip", "python3", "from"):
+                args = words[words.index("trustpool") + 1:]
+                if ">" in args:  # a shell redirection ends the command
+                    args = args[:args.index(">")]
+                found.append((block.line + offset, args))
+    return found
+
+
+@pytest.mark.parametrize(("line", "args"), command_lines(README),
+                         ids=lambda v: f"README.rst:{v}" if isinstance(
+                             v, int) else " ".join(v))
+def test_readme_command_lines_are_accepted(deployment, monkeypatch, line,
+                                           args):
+    """Each is parsed by the real command (a wrong option or value would
+    be argparse's SystemExit); the command's work is replaced, since it
+    would need Placement or Nova."""
+    seen = []
+    for name in ("_status", "_check_config", "_sync_traits", "_audit"):
+        monkeypatch.setattr(cli, name, lambda conf, *a, n=name:
+                            seen.append((n, conf.command.name)) or cli.OK)
+    if "--config-file" in args:
+        args = list(args)
+        args[args.index("--config-file") + 1] = str(deployment)
+    else:
+        args = ["--config-file", str(deployment), *args]
+    assert cli.main(args) == cli.OK
+    assert len(seen) == 1 and seen[0][1] in cli.EXIT_CODES, seen
