@@ -281,7 +281,8 @@ def test_default_config_files_nova_conf_then_trustpool_conf(tmp_path):
     """Without --config-file the command reads the first nova.conf, then
     the first trustpool.conf of ~/.nova/, ~/, /etc/nova/, /etc/, then the
     nova.conf.d/ directory; each later one overrides (README,
-    "Operations"). With --config-file, only that file."""
+    "Operations"). --config-file replaces them all, --config-dir only
+    the directories."""
     home = tmp_path / "home"
     (home / ".nova").mkdir(parents=True)
     for name in ("nova", "tp", "dir", "home"):
@@ -312,3 +313,8 @@ def test_default_config_files_nova_conf_then_trustpool_conf(tmp_path):
         f"[trust_file]\npath = {tmp_path / 'dir.json'}\n")
     assert hosts() == ["from-dir"]
     assert hosts("--config-file", str(nova_conf)) == ["from-nova"]
+    # --config-dir alone replaces only the directories, not the files
+    other = tmp_path / "other.d"
+    other.mkdir()
+    (other / "log.conf").write_text("[DEFAULT]\ndebug = False\n")
+    assert hosts("--config-dir", str(other)) == ["from-tp"]
