@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import pathlib
+import re
 import subprocess
 import sys
 
@@ -10,6 +14,8 @@ import pytest
 
 from tests.support import leakcheck
 from tests.support.oat_server import OATServer
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def trustpool(*args, conf_path=None):
@@ -239,3 +245,76 @@ path = {trust_file}
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("trustpool: unexpected ZeroDivisionError")
+
+
+def test_version_is_the_installed_distributions_even_with_a_broken_conf(
+        tmp_path):
+    """``trustpool --version`` prints what pbr made the installed
+    distribution's version, and needs no readable nova.conf (here a broken
+    one is the first the command would read by default)."""
+    (tmp_path / ".nova").mkdir()
+    (tmp_path / ".nova" / "nova.conf").write_text("[DEFAULT\nbroken\n")
+    env = {**os.environ, "HOME": str(tmp_path),
+           "PYTHONPATH": str(REPO_ROOT)}
+    expected = importlib.metadata.version("trustpool")
+    # a PEP 440 version, as pbr writes it (release or dev, from git tags)
+    assert re.fullmatch(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?"
+                        r"(\.dev\d+)?(\+[\w.]+)?", expected), expected
+    commands = [[sys.executable, "-m", "trustpool.cmd.main"]]
+    script = pathlib.Path(sys.executable).parent / "trustpool"
+    if script.exists():  # the console script pip installed
+        commands.append([str(script)])
+    for command in commands:
+        result = subprocess.run(command + ["--version"], capture_output=True,
+                                text=True, timeout=60, env=env, cwd=tmp_path)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            0, f"{expected}\n", ""), command
+    # without --version the same configuration is an error, exit 2
+    result = subprocess.run(commands[0] + ["check-config"],
+                            capture_output=True, text=True, timeout=60,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Failed to parse" in result.stderr
+
+
+def test_default_config_files_nova_conf_then_trustpool_conf(tmp_path):
+    """Without --config-file the command reads the first nova.conf, then
+    the first trustpool.conf of ~/.nova/, ~/, /etc/nova/, /etc/, then the
+    nova.conf.d/ directory; each later one overrides (README,
+    "Operations"). --config-file replaces them all, --config-dir only
+    the directories."""
+    home = tmp_path / "home"
+    (home / ".nova").mkdir(parents=True)
+    for name in ("nova", "tp", "dir", "home"):
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps({"hosts": {f"from-{name}": "trusted"}}))
+    nova_conf = home / ".nova" / "nova.conf"
+    nova_conf.write_text(f"[trusted_computing]\nbackend = file\n"
+                         f"[trust_file]\npath = {tmp_path / 'nova.json'}\n")
+    # not read: ~/.nova/nova.conf comes first
+    (home / "nova.conf").write_text(
+        f"[trust_file]\npath = {tmp_path / 'home.json'}\n")
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+
+    def hosts(*args):
+        result = subprocess.run(
+            [sys.executable, "-m", "trustpool.cmd.main", *args, "status",
+             "--format", "json"], capture_output=True, text=True,
+            timeout=60, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return [h["host"] for h in json.loads(result.stdout)["hosts"]]
+
+    assert hosts() == ["from-nova"]
+    (home / ".nova" / "trustpool.conf").write_text(
+        f"[trust_file]\npath = {tmp_path / 'tp.json'}\n")
+    assert hosts() == ["from-tp"]
+    (home / ".nova" / "nova.conf.d").mkdir()
+    (home / ".nova" / "nova.conf.d" / "10-trust.conf").write_text(
+        f"[trust_file]\npath = {tmp_path / 'dir.json'}\n")
+    assert hosts() == ["from-dir"]
+    assert hosts("--config-file", str(nova_conf)) == ["from-nova"]
+    # --config-dir alone replaces only the directories, not the files
+    other = tmp_path / "other.d"
+    other.mkdir()
+    (other / "log.conf").write_text("[DEFAULT]\ndebug = False\n")
+    assert hosts("--config-dir", str(other)) == ["from-tp"]

@@ -2,15 +2,18 @@
 """``trustpool``: see what TrustedFilter sees, and check the configuration.
 
 Reads nova.conf the OpenStack way (``--config-file``, ``--config-dir``;
-``/etc/nova/nova.conf`` by default). Exit codes, for scripts and
-monitoring: 0 all good, 1 a host is not trusted (``status``) or the
-configuration has errors (``check-config``), 2 the command could not do
-its job (bad configuration, attestation service unreachable).
+by default the first ``nova.conf`` and then the first ``trustpool.conf``
+found in ``~/.nova/``, ``~/``, ``/etc/nova/``, ``/etc/``, the later file
+overriding). Exit codes, for scripts and monitoring: 0 all good, 1 a host
+is not trusted (``status``), drift (``audit``) or the configuration has
+errors (``check-config``), 2 the command could not do its job (bad
+configuration, attestation service unreachable).
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import sys
 import time
@@ -32,17 +35,52 @@ from trustpool.attestation.redact import Redactor
 from trustpool.cmd import checks
 from trustpool.openstack import compute, placement
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "main", "version"]
 
 OK, NOT_TRUSTED, FAILED = 0, 1, 2
+#: What each exit code means, per command: the subcommands' ``--help``
+#: (and so doc/source/cli.rst) and README's exit code table say exactly
+#: this; tests/integration/test_readme.py compares the table with it.
+#: Any command also exits 2 on bad arguments or an unexpected error.
+EXIT_CODES: dict[str, dict[int, str]] = {
+    "status": {OK: "every host listed is trusted",
+               NOT_TRUSTED: "some host is not trusted",
+               FAILED: "could not ask (configuration, connection)"},
+    "check-config": {OK: "no errors (warnings allowed)",
+                     NOT_TRUSTED: "errors, each printed with its option",
+                     FAILED: "the configuration cannot be read"},
+    "sync-traits": {OK: "the pass succeeded",
+                    FAILED: "the pass failed (Placement, attestation), or "
+                    "bad configuration"},
+    "audit": {OK: "no drift", NOT_TRUSTED: "drift",
+              FAILED: "could not check (configuration, Nova API, "
+              "attestation)"},
+    "--version": {OK: "the version is printed"},
+}
 #: Bumped only on incompatible changes to ``status --format json``.
 STATUS_SCHEMA_VERSION = 1
 
 
+def version() -> str:
+    """The installed distribution's version, as pbr computed it at build
+    time from git tags; what ``trustpool --version`` prints."""
+    try:
+        return importlib.metadata.version("trustpool")
+    except importlib.metadata.PackageNotFoundError:
+        # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _exit_codes(command: str) -> str:
+    return "exit codes: " + "; ".join(
+        f"{code} {meaning}" for code, meaning in EXIT_CODES[command].items())
+
+
 def _add_parsers(subparsers: Any) -> None:
     status = subparsers.add_parser(
-        "status", help="Ask the attestation service now (no cache) how far "
-        "it trusts hosts, as TrustedFilter would see them.")
+        "status", epilog=_exit_codes("status"), help="Ask the attestation "
+        "service now (no cache) how far it trusts hosts, as TrustedFilter "
+        "would see them.")
     status.add_argument("hosts", nargs="*", metavar="HOST",
                         help="host names as the filter sends them "
                         "([trusted_computing] host_attribute: the "
@@ -52,19 +90,22 @@ def _add_parsers(subparsers: Any) -> None:
     status.add_argument("--format", choices=("table", "json"),
                         default="table")
     subparsers.add_parser(
-        "check-config", help="Check the [trusted_computing] configuration "
-        "and report every problem with the option's name.")
+        "check-config", epilog=_exit_codes("check-config"),
+        help="Check the [trusted_computing] configuration and report every "
+        "problem with the option's name.")
     sync_traits = subparsers.add_parser(
-        "sync-traits", help="Put the trait of [trustpool_traits] on the "
+        "sync-traits", epilog=_exit_codes("sync-traits") + "; with "
+        "--interval it runs until stopped, logging failed passes",
+        help="Put the trait of [trustpool_traits] on the "
         "compute node providers attested trusted and remove it from all "
         "others (Placement credentials from nova.conf's [placement]).")
     sync_traits.add_argument(
         "--interval", type=float, default=None, metavar="SECONDS",
         help="keep running, one sync every SECONDS (default: one sync)")
     audit = subparsers.add_parser(
-        "audit", help="Report instances of trusted flavors running on hosts "
-        "that are not trusted now (Nova API credentials in "
-        "[trustpool_nova]). Exit 0: no drift, 1: drift, 2: error.")
+        "audit", epilog=_exit_codes("audit"), help="Report instances of "
+        "trusted flavors running on hosts that are not trusted now (Nova "
+        "API credentials in [trustpool_nova]).")
     audit.add_argument("--format", choices=("table", "json"),
                        default="table")
     audit.add_argument("--disable-untrusted-hosts", action="store_true",
@@ -105,9 +146,14 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=_add_parsers))
     tp_conf.register_opts(conf)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args:
+        # before any configuration file is read: the version of the
+        # command must be there even when nova.conf is broken or unreadable
+        print(version())
+        return OK
     try:
-        conf(list(sys.argv[1:] if argv is None else argv), project="nova",
-             prog="trustpool")
+        conf(args, project="nova", prog="trustpool", version=version())
     except cfg.Error as exc:
         return _fail(f"cannot read the configuration: {exc}")
     conf.set_default("default_log_levels",
