@@ -43,7 +43,7 @@ from typing import Any
 from trustpool.attestation.model import HostReport
 
 __all__ = ["AUDIT_LOGGER", "SCHEMA_VERSION", "emit", "enabled",
-           "send_to_file", "stop_sending_to_file"]
+           "file_problem", "send_to_file", "stop_sending_to_file"]
 
 AUDIT_LOGGER = "trustpool.audit"
 SCHEMA_VERSION = 1
@@ -160,19 +160,12 @@ def send_to_file(path: str) -> None:
     logger when that file changed, which removes this handler too: route
     the logger in that file instead.)
 
-    :raises ValueError: when ``path`` is relative or names something that
-        is not a regular file (a FIFO would block the scheduler).
-    :raises OSError: when it cannot be opened for appending; both messages
-        name the path.
+    :raises ValueError: with :func:`file_problem`'s reason.
+    :raises OSError: when it still cannot be opened for appending.
     """
-    if not os.path.isabs(path):
-        raise ValueError(f"{path!r} is not an absolute path")
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):
-        raise ValueError(f"{path} exists and is not a regular file")
+    problem = file_problem(path)
+    if problem:
+        raise ValueError(problem)
     with _route_lock:
         old = _route.get("handler")
         if old is not None and old.baseFilename == os.path.abspath(path):
@@ -188,6 +181,37 @@ def send_to_file(path: str) -> None:
         if _LOG.level == logging.NOTSET:
             _LOG.setLevel(logging.INFO)
         _route["handler"] = handler
+
+
+def file_problem(path: str) -> str | None:
+    """Why this process could not append to ``path``, or ``None``.
+
+    Shared by the filter's start-up and ``trustpool check-config``, so both
+    say the same; each reason names the path. Something that exists but is
+    not a regular file is refused: opening a FIFO would block the
+    scheduler's start-up, and a directory or device is no audit record.
+    """
+    if not os.path.isabs(path):
+        return f"{path!r} is not an absolute path"
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        return f"cannot look at {path}: {exc.strerror or exc}"
+    if mode is not None:
+        if not stat.S_ISREG(mode):
+            return f"{path} exists and is not a regular file"
+        if not os.access(path, os.W_OK):
+            return f"not writable by this user: {path}"
+        return None
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return f"no such directory: {directory} (for {path})"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return (f"cannot create {path}: its directory is not writable by "
+                "this user")
+    return None
 
 
 def stop_sending_to_file() -> None:

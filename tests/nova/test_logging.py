@@ -11,7 +11,10 @@ The first tests start logging exactly as nova-scheduler does
 (tests/nova/scheduler_start.py), because that set-up rewires the whole
 process's logging; Nova's HostManager then loads TrustedFilter and
 schedules against a real HTTPS attestation server. The others run in this
-process, through the same HostManager, for what needs no oslo.log set-up.
+process, through the same HostManager, for what needs no oslo.log set-up;
+they undo what the filter did to the ``trustpool.audit`` logger
+(``decision_record.stop_sending_to_file``), so later tests find it as
+before.
 """
 
 from __future__ import annotations
@@ -115,8 +118,6 @@ attestation_auth_blob = {AUTH_BLOB}
         self.assertEqual(0, done.returncode, done.stderr[-3000:] + (
             self.nova_log.read_text()[-3000:]
             if self.nova_log.exists() else ""))
-        if os.environ.get("KEEP"):
-            shutil.copytree(self.tmp, os.environ["KEEP"] + self.id()[-20:])
         before, mark, self.stderr = done.stderr.partition(MARK + "\n")
         self.assertTrue(mark, done.stderr[-3000:])
         return json.loads(done.stdout)
@@ -214,12 +215,22 @@ class AuditFileOptionTest(TrustpoolNovaMixin, nova_test.TestCase):
 
     def test_missing_directory_stops_start_up_naming_option_and_path(self):
         self.assert_start_up_fails(self.tmp / "nowhere" / "audit.jsonl",
-                                   "No such file or directory")
+                                   f"no such directory: {self.tmp}/nowhere")
 
     def test_a_file_where_the_directory_should_be(self):
         (self.tmp / "plain").write_text("")
         self.assert_start_up_fails(self.tmp / "plain" / "audit.jsonl",
                                    "Not a directory")
+
+    def test_an_existing_file_that_cannot_be_written(self):
+        self.audit_log.write_text("")
+        real = os.access
+
+        def access(path, mode, **kw):  # tests run as root: pretend
+            return path != str(self.audit_log) and real(path, mode, **kw)
+
+        with mock.patch("os.access", access):
+            self.assert_start_up_fails(self.audit_log, "not writable")
 
     def test_a_directory_or_a_fifo_is_refused(self):
         self.assert_start_up_fails(self.tmp, "not a regular file")
