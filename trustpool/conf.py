@@ -130,11 +130,35 @@ _client_opts = [
     ),
 ]
 
+#: The decision record (trustpool.decision_record), read by the filter.
+_audit_opts = [
+    cfg.BoolOpt(
+        "audit_record",
+        default=True,
+        help="Log one JSON line (the decision record) on the "
+        "'trustpool.audit' logger, at INFO, for every scheduling request "
+        "whose flavor carries trust:trusted_host. False turns it off and "
+        "saves building it; audit_log_file is then not opened.",
+    ),
+    cfg.StrOpt(
+        "audit_log_file",
+        help="Absolute path of a file that gets the decision record, and "
+        "only it: one JSON line per event, no prefix, appended; reopened "
+        "when logrotate moves it. The events then stay out of "
+        "nova-scheduler's own log, whose log_file, formats, debug and "
+        "default_log_levels are untouched. Unset: the events go to Nova's "
+        "log like any other logger's. The directory must exist and the "
+        "scheduler's user must be able to write there, or the scheduler "
+        "does not start. A level set for trustpool.audit in "
+        "default_log_levels still applies.",
+    ),
+]
+
 #: Every [trusted_computing] option: the old in-tree filter's names first
 #: (the server's, declared by the oat backend, and the transport's, shared
 #: by the HTTP backends), then trustpool's own.
 ALL_OPTS = (oat.SERVER_OPTS + _client_opts[:1] + TRANSPORT_OPTS
-            + _client_opts[1:])
+            + _client_opts[1:] + _audit_opts)
 
 
 

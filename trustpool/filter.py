@@ -69,6 +69,10 @@ class TrustedFilter(filters.BaseHostFilter):
         tp_conf.register_opts(conf)
         self._client = client or tp_conf.make_client(conf)
         self._identity = tp_conf.host_identity(conf)
+        group = conf[tp_conf.GROUP]
+        self._audit_on = bool(group.audit_record)
+        if self._audit_on and group.audit_log_file:
+            _send_audit_to(group.audit_log_file)
         self._bad_values_logged: set[str] = set()
         self._errors_logged: set[str] = set()
         tp_conf.register_trait_opts(conf)
@@ -128,7 +132,7 @@ class TrustedFilter(filters.BaseHostFilter):
     def _audit(self, spec_obj: Any, wanted: str, valid: bool,
                hosts: list[Any], names: list[str | None],
                reports: dict[str, HostReport], passed: list[Any]) -> None:
-        if not decision_record.enabled():
+        if not self._audit_on or not decision_record.enabled():
             return
         try:
             decision_record.emit(
@@ -201,6 +205,24 @@ class TrustedFilter(filters.BaseHostFilter):
                   "%(spec)s=%(value)r is not one of %(valid)s",
                   {"flavor": _flavor_name(spec_obj), "spec": EXTRA_SPEC,
                    "value": wanted, "valid": ", ".join(sorted(_VALID))})
+
+
+def _send_audit_to(path: str) -> None:
+    """Open the audit file now, while the scheduler starts: a path that
+    cannot work stops it with the option's name, instead of every decision
+    event being lost in silence later.
+
+    :raises ConfigurationError: naming ``audit_log_file`` and the path.
+    """
+    try:
+        decision_record.send_to_file(path)
+    except ValueError as exc:
+        raise tp_conf.ConfigurationError("audit_log_file", str(exc)) from None
+    except OSError as exc:
+        raise tp_conf.ConfigurationError(
+            "audit_log_file", f"cannot append to {path}: "
+            f"{exc.strerror or exc} (its directory must exist and be "
+            "writable by the scheduler's user)") from None
 
 
 def _extra_specs(spec_obj: Any) -> dict[str, str]:

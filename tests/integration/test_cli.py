@@ -169,6 +169,21 @@ def test_check_config_reports_each_problem(tmp_path, text, expected):
     assert expected in result.stdout
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    ("/nope/audit.jsonl", "no such directory: /nope (for /nope/audit.jsonl)"),
+    ("audit.jsonl", "'audit.jsonl' is not an absolute path"),
+])
+def test_check_config_checks_the_audit_file(tmp_path, value, expected):
+    # the scheduler would not start: the decision record cannot be written
+    conf_path = write_conf(tmp_path, "[trusted_computing]\n"
+                           "attestation_server = oat\n"
+                           f"audit_log_file = {value}\n")
+    result = trustpool("check-config", conf_path=conf_path)
+    assert result.returncode == 1, result.stdout
+    assert f"ERROR: [trusted_computing] audit_log_file: {expected}" in \
+        result.stdout
+
+
 def test_check_config_warns_about_plain_http(tmp_path):
     conf_path = write_conf(tmp_path, "[trusted_computing]\n"
                            "attestation_server = oat\n"

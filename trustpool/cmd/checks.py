@@ -15,6 +15,7 @@ from collections.abc import Callable
 from oslo_config import cfg
 
 from trustpool import conf as tp_conf
+from trustpool import decision_record
 from trustpool.attestation.backends import load_backend
 from trustpool.exceptions import ConfigurationError
 from trustpool.openstack import compute
@@ -115,5 +116,14 @@ def _host_naming(conf: cfg.ConfigOpts) -> list[Finding]:
              "and each pass fails")]
 
 
+def _audit_file(conf: cfg.ConfigOpts) -> list[Finding]:
+    """The scheduler will not start if it cannot append to the file."""
+    group = conf[tp_conf.GROUP]
+    if not group.audit_record or not group.audit_log_file:
+        return []
+    problem = decision_record.file_problem(group.audit_log_file)
+    return [("error", _name("audit_log_file"), problem)] if problem else []
+
+
 _CHECKS: list[Callable[[cfg.ConfigOpts], list[Finding]]] = [
-    _server, _files, _transport, _host_naming]
+    _server, _files, _transport, _host_naming, _audit_file]
