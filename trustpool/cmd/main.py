@@ -21,7 +21,7 @@ from oslo_config import cfg
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
-from trustpool import drift, trait_sync
+from trustpool import drift, metrics, trait_sync
 from trustpool.attestation import (
     AttestationError,
     ConfigurationError,
@@ -47,8 +47,10 @@ def _add_parsers(subparsers: Any) -> None:
                         help="host names as the filter sends them (the "
                         "hypervisor host name by default); none: every "
                         "host the backend can list")
-    status.add_argument("--format", choices=("table", "json"),
-                        default="table")
+    status.add_argument("--format", choices=("table", "json", "prometheus"),
+                        default="table", help="prometheus: the host "
+                        "gauges in the text exposition format, for "
+                        "node_exporter's textfile collector")
     subparsers.add_parser(
         "check-config", help="Check the [trusted_computing] configuration "
         "and report every problem with the option's name.")
@@ -141,6 +143,8 @@ def _check_config(conf: cfg.ConfigOpts) -> int:
 
 
 def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
+    if fmt == "prometheus" and metrics.missing():
+        return _fail(f"--format prometheus: {metrics.missing()}")
     try:
         client = tp_conf.make_client(conf)
     except ConfigurationError as exc:
@@ -162,6 +166,9 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
                    "backend": client.backend.describe(),
                    "hosts": rows}, sys.stdout, indent=2)
         print()
+    elif fmt == "prometheus":
+        sys.stdout.write(metrics.status_exposition(
+            reports[name] for name in dict.fromkeys(hosts)))
     else:
         _table(rows)
     trusted = all(r["level"] == TrustLevel.TRUSTED.value for r in rows)
@@ -175,11 +182,14 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
         client = tp_conf.make_client(conf)
         if api is None:
             api = placement.PlacementAPI(placement.adapter_from_conf(conf))
+        measured = (metrics.serve(conf, client) if interval is not None
+                    else None)
     except ConfigurationError as exc:
         return _fail(str(exc))
     try:
         if interval is not None:
-            trait_sync.run_forever(conf, api, client, interval)
+            trait_sync.run_forever(conf, api, client, interval,
+                                   pass_=measured)
             return OK
         # a pass never raises: it reports how it failed in its result
         result = trait_sync.sync(conf, api, client)
