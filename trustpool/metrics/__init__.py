@@ -11,7 +11,6 @@ without it. Install it with the ``metrics`` extra
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +28,9 @@ _HINT = ("needs the prometheus_client package, which is not installed "
 
 def missing() -> str | None:
     """Why metrics cannot be made here, or ``None`` when they can."""
-    if importlib.util.find_spec("prometheus_client") is None:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
         return f"Prometheus metrics {_HINT}"
     return None
 
