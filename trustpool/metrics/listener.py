@@ -28,7 +28,11 @@ import socketserver
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import (
+    ServerHandler,
+    WSGIRequestHandler,
+    WSGIServer,
+)
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
@@ -88,10 +92,31 @@ def metrics_app(registry: CollectorRegistry) -> WSGIApp:
     return app
 
 
+class _Response(ServerHandler):
+    # wsgiref's default names the Python version in every answer
+    server_software = "trustpool"
+
+
 class _Handler(WSGIRequestHandler):
     server_version = "trustpool"
     sys_version = ""
     timeout = _CLIENT_TIMEOUT
+
+    def handle(self) -> None:
+        """wsgiref's own, with :class:`_Response` as the handler."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        response = _Response(self.rfile,
+                             self.wfile,  # type: ignore[arg-type]
+                             self.get_stderr(),
+                             self.get_environ(), multithread=False)
+        response.request_handler = self  # type: ignore[attr-defined]
+        response.run(self.server.get_app())  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         LOG.debug("metrics listener: %s", format % args)
