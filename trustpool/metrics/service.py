@@ -20,6 +20,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -58,6 +59,10 @@ class ServiceMetrics:
     """The service's metrics; thread-safe (passes write, scrapes read)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        # No *_created series beside each counter and histogram: they
+        # double the series for a start time process_start_time_seconds
+        # already gives. Process-wide, and the service owns its process.
+        disable_created_metrics()
         self._clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
