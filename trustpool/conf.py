@@ -198,6 +198,15 @@ TRAIT_OPTS = [
     cfg.IntOpt(
         "concurrency", default=8, min=1,
         help="Providers updated in parallel by sync-traits."),
+    cfg.StrOpt(
+        "metrics_listen",
+        help="HOST:PORT on which 'trustpool sync-traits --interval' serves "
+        "Prometheus metrics at /metrics (plain HTTP; anything else gets "
+        "404), e.g. 127.0.0.1:9464 or [::1]:9464. Unset (the default): no "
+        "listener. Needs the prometheus_client package (the 'metrics' "
+        "extra). The metrics name hosts and trust levels, never a secret; "
+        "bind to a management address, or to 127.0.0.1 behind a proxy, "
+        "since anyone who reaches it can read the fleet's trust state."),
 ]
 
 

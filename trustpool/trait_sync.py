@@ -73,6 +73,12 @@ class SyncResult:
     in ``attestation_failed`` instead. ``failed`` is ``None`` only for a
     pass that succeeded, and otherwise says why it did not (the first
     reason).
+
+    ``hosts`` holds, per compute node name, the report the pass acted on
+    (``unknown`` for every one when attestation failed), and is ``None``
+    when the compute nodes could not be listed; ``attested_at`` is the
+    wall-clock time the attestation answer arrived. For the service's
+    metrics: the pass itself only needs the counts.
     """
 
     seen: int = 0
@@ -82,6 +88,8 @@ class SyncResult:
     errors: int = 0
     attestation_failed: str | None = None
     failed: str | None = None
+    hosts: dict[str, HostReport] | None = None
+    attested_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -267,12 +275,19 @@ class _Pass:
                       reason, self.trait)
             return {}, dict.fromkeys(self.carriers or (), reason)
         names = self._name(computes, why_not)
+        asked = sorted(set(names.values()))
+        self.result.hosts = {name: self._unknown(name, "no attestation "
+                                                 "answer")
+                             for name in asked}
         try:
-            asked = sorted(set(names.values()))
             reports = (self.client.attest_uncached(asked) if asked else {})
+            self.result.attested_at = time.time()
             proven: dict[str, dict[str, Any]] = {}
             for uuid, name in names.items():
                 report = reports.get(name)
+                if isinstance(report, HostReport) \
+                        and report.hostname == name:
+                    self.result.hosts[name] = report
                 if (isinstance(report, HostReport)
                         and report.hostname == name
                         and report.level is TrustLevel.TRUSTED):
@@ -284,6 +299,8 @@ class _Pass:
                     why_not[uuid] = "no attestation answer"
         except Exception as exc:  # noqa: BLE001 - remove, never keep
             message = _short(self.redact, exc)
+            self.result.hosts = {name: self._unknown(
+                name, "attestation failed") for name in asked}
             self.result.attestation_failed = message
             self.result._fail(  # noqa: SLF001 - its own result
                 f"attestation failed: {message}")
@@ -340,6 +357,12 @@ class _Pass:
                       "be named and lose %s", reason, len(unmapped),
                       self.trait)
         return names
+
+    def _unknown(self, name: str, reason: str) -> HostReport:
+        backend = getattr(getattr(self.client, "backend", None), "name", "")
+        return HostReport(name, TrustLevel.UNKNOWN,
+                          backend if isinstance(backend, str) else "",
+                          reason)
 
     def _write(self, changes: list[tuple[dict[str, Any], bool, str]],
                concurrency: int) -> None:

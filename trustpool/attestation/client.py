@@ -43,9 +43,16 @@ from trustpool.attestation.backends import AttestationBackend
 from trustpool.attestation.cache import ReportCache
 from trustpool.attestation.model import MAX_CLOCK_SKEW, HostReport, TrustLevel
 from trustpool.attestation.redact import Redactor
-from trustpool.exceptions import AttestationError
+from trustpool.exceptions import AttestationError, Cause
 
-__all__ = ["WAIT_MARGIN", "AttestationClient", "ClientStats"]
+__all__ = ["WAIT_MARGIN", "AttestationClient", "ClientStats", "Observer"]
+
+#: Called after every exchange with the backend (one ``attest`` call, one
+#: chunk of a batch) with its duration in seconds and, when it failed, the
+#: cause (one of :data:`trustpool.exceptions.CAUSES`), else ``None``. How
+#: a service measures the library without the library knowing how: the
+#: library imports no metrics package.
+Observer = Callable[[float, "Cause | None"], None]
 
 LOG = logging.getLogger(__name__)
 
@@ -121,8 +128,12 @@ class AttestationClient:
                  max_hosts: int = DEFAULT_MAX_HOSTS,
                  max_wait: float | None = None,
                  secrets: Sequence[str] = (),
-                 refresh_ahead: float = 0.0) -> None:
+                 refresh_ahead: float = 0.0,
+                 observer: Observer | None = None) -> None:
         self.backend = backend
+        #: see :data:`Observer`; may be set after construction. An observer
+        #: that raises is ignored: measuring must not change an answer.
+        self.observer = observer
         self.max_wait = max_wait
         self.refresh_ahead = refresh_ahead
         self.ttl = ttl
@@ -215,7 +226,8 @@ class AttestationClient:
                            for n, r in reports.items()}
             return reports
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
-            raise AttestationError(self._describe(exc)) from None
+            raise AttestationError(self._describe(exc),
+                                   _cause_of(exc)) from None
 
     def invalidate(self) -> None:
         """Forget every cached answer and any remembered failure."""
@@ -357,35 +369,65 @@ class AttestationClient:
             chunk = names[offset:offset + size]
             self.stats.backend_calls += 1
             self.stats.hosts_asked += len(chunk)
-            result = self._attest_within_deadline(chunk)
-            if not isinstance(result, dict):
-                raise AttestationError(
-                    f"backend {self._backend_name()} answered with a "
-                    f"{type(result).__name__}, not a dict")
-            asked = set(chunk)
-            for name, report in result.items():
-                # The backend contract forbids anything else; a client that
-                # acted on it would let one host's answer stand for
-                # another's, or a look-alike string stand for a level.
-                if name not in asked or type(report) is not HostReport \
-                        or report.hostname != name:
-                    raise AttestationError(
-                        f"backend {self._backend_name()} answered for "
-                        f"{str(name)[:80]!r}, which was not asked about")
-                if type(report.level) is not TrustLevel or \
-                        not isinstance(report.reason, str):
-                    raise AttestationError(
-                        f"backend {self._backend_name()} gave {name!r} a "
-                        "report without a trust level")
-                if self.redact or len(report.reason) > _MAX_REASON:
-                    # a reason can quote the answer, and the answer can
-                    # quote anything, a secret included
-                    report = report._replace(reason=_bounded(
-                        self.redact(report.reason)))
-                answered[name] = report
+            answered.update(self._observed_exchange(chunk))
         LOG.debug("Asked %s about %d host(s) in %.3fs",
                   self.backend.describe(), len(names),
                   time.monotonic() - start)
+        return answered
+
+    def _observed_exchange(self, chunk: list[str]
+                           ) -> dict[str, HostReport]:
+        """One checked exchange, reported to the observer with its time
+        and, if it failed, its cause."""
+        started = time.monotonic()
+        try:
+            answered = self._exchange(chunk)
+        except BaseException as exc:
+            self._notify(time.monotonic() - started, _cause_of(exc))
+            raise
+        self._notify(time.monotonic() - started, None)
+        return answered
+
+    def _notify(self, seconds: float, cause: Cause | None) -> None:
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            observer(seconds, cause)
+        except Exception:  # noqa: BLE001, S110 - measuring changes nothing
+            pass
+
+    def _exchange(self, chunk: list[str]) -> dict[str, HostReport]:
+        """The backend's answer for ``chunk``, checked against the
+        contract; raises on anything the contract forbids."""
+        answered: dict[str, HostReport] = {}
+        result = self._attest_within_deadline(chunk)
+        if not isinstance(result, dict):
+            raise AttestationError(
+                f"backend {self._backend_name()} answered with a "
+                f"{type(result).__name__}, not a dict", "malformed")
+        asked = set(chunk)
+        for name, report in result.items():
+            # The backend contract forbids anything else; a client that
+            # acted on it would let one host's answer stand for
+            # another's, or a look-alike string stand for a level.
+            if name not in asked or type(report) is not HostReport \
+                    or report.hostname != name:
+                raise AttestationError(
+                    f"backend {self._backend_name()} answered for "
+                    f"{str(name)[:80]!r}, which was not asked about",
+                    "malformed")
+            if type(report.level) is not TrustLevel or \
+                    not isinstance(report.reason, str):
+                raise AttestationError(
+                    f"backend {self._backend_name()} gave {name!r} a "
+                    "report without a trust level", "malformed")
+            if self.redact or len(report.reason) > _MAX_REASON:
+                # a reason can quote the answer, and the answer can
+                # quote anything, a secret included
+                report = report._replace(reason=_bounded(
+                    self.redact(report.reason)))
+            answered[name] = report
         return answered
 
     def _attest_within_deadline(self, names: list[str]
@@ -401,7 +443,8 @@ class AttestationClient:
         if stray is not None and stray.is_alive():
             raise AttestationError(
                 f"{self.backend.describe()} has not ended an exchange that "
-                "was abandoned at its deadline; not starting another")
+                "was abandoned at its deadline; not starting another",
+                "timeout")
         self._stray = None
         budget = float(getattr(self.backend, "timeout", 10.0))
         outcome: list[Any] = []
@@ -422,7 +465,7 @@ class AttestationClient:
             self._stray = worker
             raise AttestationError(
                 f"{self.backend.describe()} did not answer within "
-                f"{budget:g}s; the exchange was abandoned")
+                f"{budget:g}s; the exchange was abandoned", "timeout")
         ok, value = outcome[0]
         if not ok:
             raise value
@@ -506,6 +549,11 @@ class AttestationClient:
                 f"the {skew:g}s of clock skew allowed with max_report_age); "
                 f"it said {report.level.value!r}")
         return report
+
+
+def _cause_of(exc: BaseException) -> Cause:
+    """The library error's own cause; ``other`` for any other type."""
+    return exc.cause if isinstance(exc, AttestationError) else "other"
 
 
 def _bounded(text: str) -> str:

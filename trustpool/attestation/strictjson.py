@@ -29,16 +29,16 @@ def loads_strict(raw: bytes) -> Any:
         # RFC 8259: UTF-8 only. json.loads would also guess UTF-16/32.
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise AttestationError("not UTF-8") from None
+        raise AttestationError("not UTF-8", "malformed") from None
     try:
         return json.loads(text, object_pairs_hook=_unique_keys,
                           parse_constant=_no_constant)
     except AttestationError:
         raise
     except RecursionError:
-        raise AttestationError("nested too deeply") from None
+        raise AttestationError("nested too deeply", "malformed") from None
     except (ValueError, TypeError) as exc:  # incl. UnicodeDecodeError
-        raise AttestationError(str(exc)[:200]) from None
+        raise AttestationError(str(exc)[:200], "malformed") from None
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -49,13 +49,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             if key in seen:
                 raise AttestationError(
                     f"the key {_short(key)!r} appears twice in one "
-                    "object")
+                    "object", "malformed")
             seen.add(key)
     return result
 
 
 def _no_constant(name: str) -> Any:
-    raise AttestationError(f"{name} is not a JSON number")
+    raise AttestationError(f"{name} is not a JSON number", "malformed")
 
 
 def _short(text: str) -> str:

@@ -24,7 +24,7 @@ from oslo_config import cfg
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
-from trustpool import drift, trait_sync
+from trustpool import drift, metrics, trait_sync
 from trustpool.attestation import (
     AttestationError,
     ConfigurationError,
@@ -87,8 +87,10 @@ def _add_parsers(subparsers: Any) -> None:
                         "hypervisor host name by default, the compute "
                         "service host with 'host'); none: every host the "
                         "backend can list")
-    status.add_argument("--format", choices=("table", "json"),
-                        default="table")
+    status.add_argument("--format", choices=("table", "json", "prometheus"),
+                        default="table", help="prometheus: the host "
+                        "gauges in the text exposition format, for "
+                        "node_exporter's textfile collector")
     subparsers.add_parser(
         "check-config", epilog=_exit_codes("check-config"),
         help="Check the [trusted_computing] configuration and report every "
@@ -190,6 +192,8 @@ def _check_config(conf: cfg.ConfigOpts) -> int:
 
 
 def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
+    if fmt == "prometheus" and metrics.missing():
+        return _fail(f"--format prometheus: {metrics.missing()}")
     try:
         client = tp_conf.make_client(conf)
     except ConfigurationError as exc:
@@ -211,6 +215,9 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
                    "backend": client.backend.describe(),
                    "hosts": rows}, sys.stdout, indent=2)
         print()
+    elif fmt == "prometheus":
+        sys.stdout.write(metrics.status_exposition(
+            reports[name] for name in dict.fromkeys(hosts)))
     else:
         _table(rows)
     trusted = all(r["level"] == TrustLevel.TRUSTED.value for r in rows)
@@ -224,6 +231,8 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
         client = tp_conf.make_client(conf)
         if api is None:
             api = placement.PlacementAPI(placement.adapter_from_conf(conf))
+        measured = (metrics.serve(conf, client) if interval is not None
+                    else None)
     except ConfigurationError as exc:
         return _fail(str(exc))
     if compute_api is None and \
@@ -232,7 +241,7 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
     try:
         if interval is not None:
             trait_sync.run_forever(conf, api, client, interval,
-                                   compute=compute_api)
+                                   compute=compute_api, pass_=measured)
             return OK
         # a pass never raises: it reports how it failed in its result
         result = trait_sync.sync(conf, api, client, compute_api)

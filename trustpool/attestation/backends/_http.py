@@ -23,6 +23,7 @@ import http.client
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -36,7 +37,7 @@ import urllib3.response
 from oslo_config import cfg
 
 from trustpool.attestation.strictjson import loads_strict
-from trustpool.exceptions import AttestationError
+from trustpool.exceptions import AttestationError, Cause
 
 __all__ = ["TRANSPORT_OPTS", "HttpSettings", "JsonClient"]
 
@@ -398,7 +399,7 @@ class JsonClient:
         deadline = own if deadline is None else min(deadline, own)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AttestationError(self._late(url))
+            raise AttestationError(self._late(url), "timeout")
         exchange = _Exchange()
         watchdog = threading.Timer(remaining, exchange.expire)
         watchdog.daemon = True
@@ -418,7 +419,7 @@ class JsonClient:
         except AttestationError as exc:
             raise AttestationError(
                 f"{url} answered with a body that is not JSON "
-                f"({kind}): {exc}") from None
+                f"({kind}): {exc}", "malformed") from None
 
     def _exchange(self, method: str, url: str,
                   headers: dict[str, str] | None, body: Any,
@@ -435,45 +436,52 @@ class JsonClient:
                 timeout=(settings.connect_timeout, settings.read_timeout))
         except Exception as exc:  # noqa: BLE001 - requests, urllib3, ssl...
             if exchange.expired:
-                raise AttestationError(self._late(url)) from None
-            raise AttestationError(self._transport_error(url, exc)) from None
+                raise AttestationError(self._late(url), "timeout") from None
+            raise AttestationError(*self._transport_error(url, exc)) \
+                from None
         with response:
             status = response.status_code
             if exchange.expired:
-                raise AttestationError(self._late(url))
+                raise AttestationError(self._late(url), "timeout")
             if _header_defects(response) or _odd_framing(response):
                 # http.client stops reading headers at a line it cannot
                 # parse and hands the rest over as body; urllib3 only logs
                 # it. Framing that two parsers read two ways proves nothing.
                 raise AttestationError(
-                    f"{url} answered with malformed headers")
+                    f"{url} answered with malformed headers", "malformed")
             if status == 404:
                 return status, b"", ""
             if status != 200:
                 raise AttestationError(
                     f"{url} answered HTTP {status} "
-                    f"{_printable(response.reason)}{_location(response)}")
+                    f"{_printable(response.reason)}{_location(response)}",
+                    "http_status")
             raw = self._read_body(response, url, deadline, exchange)
             kind = _printable(response.headers.get("Content-Type",
                                                    "no content type"))
         if exchange.expired:
             # the watchdog cut the body short: what was read is not the
             # whole answer, however it parses
-            raise AttestationError(self._late(url))
+            raise AttestationError(self._late(url), "timeout")
         return status, raw, kind
 
-    def _transport_error(self, url: str, exc: BaseException) -> str:
+    def _transport_error(self, url: str, exc: BaseException
+                         ) -> tuple[str, Cause]:
+        """The message and cause of a failure requests raised; the cause
+        comes from the exception's type, never from its text."""
         cause = _root_cause(exc)
+        kind: Cause
         if isinstance(exc, requests.exceptions.SSLError):
-            text = f"TLS failure talking to {url}: {cause}"
+            text, kind = f"TLS failure talking to {url}: {cause}", "tls"
         elif isinstance(exc, requests.exceptions.Timeout):
-            return f"timed out talking to {url}"
+            return f"timed out talking to {url}", "timeout"
         elif isinstance(exc, requests.exceptions.RequestException):
-            text = f"cannot reach {url}: {cause}"
+            text, kind = f"cannot reach {url}: {cause}", _request_cause(exc)
         else:
             text = (f"cannot talk to {url}: {type(exc).__name__}: "
                     f"{cause}")
-        return text + self._client_cert_hint(cause)
+            kind = "other"
+        return text + self._client_cert_hint(cause), kind
 
     def _client_cert_hint(self, cause: str) -> str:
         """Servers that require a client certificate end the handshake
@@ -496,11 +504,11 @@ class JsonClient:
             # one plain decimal number, or the body's end is a guess
             raise AttestationError(
                 f"{url} sent an invalid Content-Length "
-                f"{_printable(declared)!r}")
+                f"{_printable(declared)!r}", "malformed")
         if declared and int(declared) > limit:
             raise AttestationError(
                 f"{url} announced a {_printable(declared)}-byte answer, over "
-                f"the {limit}-byte limit (max_response_bytes)")
+                f"the {limit}-byte limit (max_response_bytes)", "malformed")
         sock = _socket_of(response)
         parts: list[bytes] = []
         size = 0
@@ -508,7 +516,7 @@ class JsonClient:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or exchange.expired:
-                    raise AttestationError(self._late(url))
+                    raise AttestationError(self._late(url), "timeout")
                 if sock is not None:
                     sock.settimeout(min(remaining, self.settings.read_timeout))
                 chunk = response.raw.read1(_CHUNK, decode_content=True)
@@ -518,20 +526,20 @@ class JsonClient:
                 if size > limit:
                     raise AttestationError(
                         f"{url} sent more than {limit} bytes "
-                        f"(max_response_bytes)")
+                        f"(max_response_bytes)", "malformed")
                 parts.append(chunk)
         except AttestationError:
             raise
         except Exception as exc:  # noqa: BLE001 - urllib3 has many types
             if exchange.expired or time.monotonic() >= deadline - 0.05:
-                raise AttestationError(self._late(url)) from None
+                raise AttestationError(self._late(url), "timeout") from None
             if _is_timeout(exc):
                 raise AttestationError(
                     f"{url} sent nothing for {self.settings.read_timeout:g}s "
-                    f"(read_timeout)") from None
+                    f"(read_timeout)", "timeout") from None
             raise AttestationError(
                 f"connection broke while reading the answer of {url}: "
-                f"{_root_cause(exc)}") from None
+                f"{_root_cause(exc)}", _body_cause(exc)) from None
         return b"".join(parts)
 
     def _late(self, url: str) -> str:
@@ -570,6 +578,68 @@ def _odd_framing(response: requests.Response) -> bool:
     return (coding.strip().lower() != "chunked"
             or getattr(response.raw, "version", 11) != 11
             or "Content-Length" in response.headers)
+
+
+def _request_cause(exc: BaseException) -> Cause:
+    """The cause of a failed request that requests raised as neither a TLS
+    error nor a timeout, from the types along its chain."""
+    cause = _chain_cause(exc)
+    if cause is not None:
+        return cause
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection"
+    if isinstance(exc, (requests.exceptions.InvalidHeader,
+                        requests.exceptions.ChunkedEncodingError,
+                        requests.exceptions.ContentDecodingError)):
+        return "malformed"
+    return "other"
+
+
+def _body_cause(exc: BaseException) -> Cause:
+    """The cause of a failure while the body was read."""
+    return _chain_cause(exc) or "connection"
+
+
+def _chain_cause(exc: BaseException) -> Cause | None:
+    """What the exceptions inside ``exc`` say by their types: a TLS
+    error, a timeout, a framing error of the peer's (a status line, a
+    chunk size), or a broken connection; ``None`` when none does.
+
+    Types only, never the text: the text is the peer's to choose."""
+    chain = _chain(exc)
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return "tls"
+    if any(isinstance(e, TimeoutError) for e in chain):
+        return "timeout"
+    for e in chain:
+        if isinstance(e, (http.client.RemoteDisconnected,
+                          http.client.IncompleteRead, OSError)):
+            continue  # the peer went away: a connection failure
+        if isinstance(e, (http.client.HTTPException, ValueError)):
+            return "malformed"
+        if (isinstance(e, urllib3.exceptions.ProtocolError) and not any(
+                isinstance(a, BaseException) for a in e.args)):
+            return "malformed"  # raised by the strict parsers above
+    if any(isinstance(e, (OSError, http.client.HTTPException))
+           for e in chain):
+        return "connection"
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it wraps (causes, contexts, urllib3's
+    ``reason`` and exception arguments); bounded, a chain can loop."""
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(found) < 32:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or any(
+                item is seen for seen in found):
+            continue
+        found.append(item)
+        todo += [getattr(item, "reason", None), item.__cause__,
+                 item.__context__, *item.args]
+    return found
 
 
 def _header_defects(response: requests.Response) -> bool:

@@ -133,10 +133,12 @@ def _guarded(function: _F) -> _F:
             safe = _safe(self, message)
             if safe == message:
                 raise
+            cause = exc.cause
         except Exception as exc:  # noqa: BLE001 - the point of the guard
             safe = _safe(self, f"the {self.name} backend failed: "
                          f"{type(exc).__name__}: {_text(exc)}")
-        raise AttestationError(safe) from None
+            cause = "other"
+        raise AttestationError(safe, cause) from None
 
     guarded._guarded = True  # type: ignore[attr-defined]
     return guarded  # type: ignore[return-value]

@@ -128,7 +128,7 @@ class FileBackend(AttestationBackend):
         if not self._lock.acquire(timeout=self.timeout):
             raise AttestationError(
                 f"trust file {self.path}: an earlier read has not finished "
-                f"within {self.timeout:g}s")
+                f"within {self.timeout:g}s", "timeout")
         try:
             self._warn_if_writable(found)
             if _signature(found) != self._signature:
@@ -167,7 +167,8 @@ class FileBackend(AttestationBackend):
                                                   expected.st_ino):
                 raise AttestationError(
                     f"trust file {self.path} was replaced while being "
-                    "opened; it is read again on the next request")
+                    "opened; it is read again on the next request",
+                    "other")
             parts: list[bytes] = []
             size = 0
             while size <= self._max_bytes:
@@ -191,7 +192,7 @@ class FileBackend(AttestationBackend):
         amount = f"more than {self._max_bytes}" if grew else str(size)
         return AttestationError(
             f"trust file {self.path} has {amount} bytes, over "
-            f"[{GROUP}] max_file_bytes ({self._max_bytes})")
+            f"[{GROUP}] max_file_bytes ({self._max_bytes})", "malformed")
 
     def _warn_if_writable(self, found: os.stat_result) -> None:
         """Warn once per file: whoever can write it decides which hosts
@@ -218,21 +219,24 @@ class FileBackend(AttestationBackend):
         except AttestationError:
             raise
         except RecursionError:
-            raise AttestationError(f"{where} is nested too deeply") from None
+            raise AttestationError(f"{where} is nested too deeply",
+                                   "malformed") from None
         except Exception as exc:  # noqa: BLE001 - nothing else may escape
             raise AttestationError(
-                f"{where} cannot be read: {type(exc).__name__}") from None
+                f"{where} cannot be read: {type(exc).__name__}",
+                "malformed") from None
 
     def _table_of(self, raw: bytes, where: str) -> dict[str, HostReport]:
         try:
             data = loads_strict(raw)
         except AttestationError as exc:
-            raise AttestationError(f"{where} is not valid JSON: {exc}"
-                                   ) from None
+            raise AttestationError(f"{where} is not valid JSON: {exc}",
+                                   "malformed") from None
         if not isinstance(data, dict) or not isinstance(data.get("hosts"),
                                                         dict):
             raise AttestationError(
-                f"{where} must be an object with a 'hosts' object")
+                f"{where} must be an object with a 'hosts' object",
+                "malformed")
         default_time = _time(data.get("timestamp"), f"{where}: timestamp")
         table: dict[str, HostReport] = {}
         for name, entry in data["hosts"].items():
@@ -252,7 +256,7 @@ class FileBackend(AttestationBackend):
         if not isinstance(raw_level, str):
             raise AttestationError(
                 f"{where}: hosts.{_short(name)} has no string level: "
-                f"{_short(raw_level)}")
+                f"{_short(raw_level)}", "malformed")
         level = _LEVELS.get(fold(raw_level))
         if level is None:
             return HostReport(name, TrustLevel.UNKNOWN, self.name,
@@ -300,9 +304,10 @@ def _time(value: Any, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise AttestationError(f"{where}: not a time but {_short(value)}")
+        raise AttestationError(f"{where}: not a time but {_short(value)}",
+                               "malformed")
     try:
         parse_vtime(value)
     except ValueError as exc:
-        raise AttestationError(f"{where}: {exc}") from None
+        raise AttestationError(f"{where}: {exc}", "malformed") from None
     return str(value)

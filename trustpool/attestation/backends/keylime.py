@@ -138,7 +138,7 @@ def decide(agent_id: str, record: Any, now: float,
     if not isinstance(record, dict):
         raise AttestationError(
             f"Keylime verifier record for agent {agent_id!r} is not an "
-            "object")
+            "object", "malformed")
     last = record.get("last_successful_attestation")
     when, vtime = _epoch(last)
     status = record.get("attestation_status")
@@ -357,7 +357,7 @@ class KeylimeBackend(AttestationBackend):
             if status == 404:
                 raise AttestationError(
                     f"{self.base} answered HTTP 404 to /v{version}/agents/: "
-                    "check [keylime] api_version")
+                    "check [keylime] api_version", "http_status")
             if not _is_id_list(results):
                 records = self._bulk_records(results)
                 self._bulk = True
@@ -374,7 +374,8 @@ class KeylimeBackend(AttestationBackend):
                 isinstance(record, dict) for record in results.values()):
             raise AttestationError(
                 f"Keylime verifier {self.base}: the agent list is not an "
-                "object of agent records, nor a list of agent ids")
+                "object of agent records, nor a list of agent ids",
+                "malformed")
         return results
 
     def _agent_list(self, results: Any) -> list[str]:
@@ -431,7 +432,7 @@ class KeylimeBackend(AttestationBackend):
                     f"Keylime verifier {self.base} did not answer for "
                     f"{len(agent_ids) - answered} of {len(agent_ids)} "
                     f"agents within {self.timeout:g}s (connect_timeout + "
-                    "read_timeout)")
+                    "read_timeout)", "timeout")
             if failure is not None:
                 raise failure
         finally:
@@ -450,7 +451,8 @@ class KeylimeBackend(AttestationBackend):
         if status == 404 or not isinstance(versions, list):
             raise AttestationError(
                 f"Keylime verifier {self.base}: /version gave no "
-                "supported_versions; set [keylime] api_version")
+                "supported_versions; set [keylime] api_version",
+                "malformed")
         # 7.14 lists 3.0 but its /v3.0/agents answers 500: stay on 2.x.
         two = [v for v in versions if isinstance(v, str)
                and re.fullmatch(r"2\.\d+", v)]
@@ -458,7 +460,7 @@ class KeylimeBackend(AttestationBackend):
             raise AttestationError(
                 f"Keylime verifier {self.base} supports no 2.x API "
                 f"({', '.join(_shown(v) for v in versions[:8])}); set "
-                "[keylime] api_version")
+                "[keylime] api_version", "other")
         self._api = max(two, key=lambda v: int(v.split(".")[1]))
         LOG.info("Keylime verifier %s: using API %s", self.base, self._api)
         return self._api
@@ -473,21 +475,21 @@ class KeylimeBackend(AttestationBackend):
             if "HTTP 410" in str(exc):
                 raise AttestationError(
                     f"{exc} (a push-mode verifier: set [keylime] "
-                    "api_version)") from None
+                    "api_version)", exc.cause) from None
             raise
         if status == 404:
             return status, None
         if not isinstance(body, dict) or "results" not in body:
             raise AttestationError(
                 f"Keylime verifier answered {path} without a 'results' "
-                "object")
+                "object", "malformed")
         code = body.get("code")
         if type(code) is not int or code != 200:
             # Keylime's envelope repeats the status; one that disagrees
             # with the HTTP status is not an answer to rest trust on
             raise AttestationError(
                 f"Keylime verifier answered {path} with HTTP 200 but "
-                f"envelope code {str(code)[:20]!r}")
+                f"envelope code {str(code)[:20]!r}", "malformed")
         return status, body["results"]
 
 

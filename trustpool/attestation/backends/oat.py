@@ -156,7 +156,8 @@ class OATBackend(AttestationBackend):
                                           headers=self._headers, body=body)
         if status == 404:
             raise AttestationError(
-                f"{self.url} answered HTTP 404: check attestation_api_url")
+                f"{self.url} answered HTTP 404: check attestation_api_url",
+                "http_status")
         return parse_poll_hosts(data, hostnames, self.name)
 
 
@@ -171,7 +172,8 @@ def parse_poll_hosts(data: Any, asked: Sequence[str],
     """
     if not isinstance(data, dict) or not isinstance(data.get("hosts"), list):
         raise AttestationError(
-            "PollHosts answer is not an object with a 'hosts' list")
+            "PollHosts answer is not an object with a 'hosts' list",
+            "malformed")
     wanted = set(asked)
     reports: dict[str, HostReport] = {}
     levels_seen: dict[str, str] = {}
@@ -179,17 +181,18 @@ def parse_poll_hosts(data: Any, asked: Sequence[str],
     for index, entry in enumerate(data["hosts"]):
         if not isinstance(entry, dict):
             raise AttestationError(
-                f"PollHosts answer: hosts[{index}] is not an object")
+                f"PollHosts answer: hosts[{index}] is not an object",
+                "malformed")
         name = entry.get("host_name")
         raw_level = entry.get("trust_lvl")
         if not isinstance(name, str) or not name:
             raise AttestationError(
                 f"PollHosts answer: hosts[{index}].host_name is not a "
-                f"non-empty string: {_short(name)}")
+                f"non-empty string: {_short(name)}", "malformed")
         if not isinstance(raw_level, str):
             raise AttestationError(
                 f"PollHosts answer: hosts[{index}] ({name!r}) has no "
-                f"string trust_lvl: {_short(raw_level)}")
+                f"string trust_lvl: {_short(raw_level)}", "malformed")
         if name not in wanted:
             strangers.append(name)
             continue
@@ -200,14 +203,14 @@ def parse_poll_hosts(data: Any, asked: Sequence[str],
             # its protocol wrong, and its other entries prove nothing
             raise AttestationError(
                 f"PollHosts answer names host {_short(name)} twice, as "
-                f"{_short(previous)} and {_short(normal)}")
+                f"{_short(previous)} and {_short(normal)}", "malformed")
         reports[name] = _report(name, normal, entry.get("vtime"), backend)
     if strangers:
         shown = ", ".join(_short(n) for n in strangers[:_MAX_NAMES_SHOWN])
         more = len(strangers) - _MAX_NAMES_SHOWN
         raise AttestationError(
             "PollHosts answer names hosts that were not asked about: "
-            f"{shown}{f' and {more} more' if more > 0 else ''}")
+            f"{shown}{f' and {more} more' if more > 0 else ''}", "malformed")
     return reports
 
 

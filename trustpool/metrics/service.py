@@ -1,0 +1,178 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What the long-running service measures, in one registry of its own.
+
+Fed from two hooks, so that neither the library nor the pass knows about
+Prometheus: the attestation client's observer (every exchange, its time
+and cause of failure) and a wrapper around each sync pass (its time and
+its :class:`~trustpool.trait_sync.SyncResult`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from trustpool import trait_sync
+from trustpool.attestation import TrustLevel
+from trustpool.exceptions import CAUSES, Cause
+from trustpool.metrics.families import (
+    HOST_METRICS,
+    HostState,
+    host_families,
+    state_of,
+)
+from trustpool.trait_sync import SyncResult
+
+__all__ = ["EXPORTED", "ServiceMetrics"]
+
+_EXCHANGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                     5.0, 10.0, 30.0)
+_PASS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                 300.0)
+
+#: every metric family the service exports besides process_*, by name as
+#: it appears in PromQL (counters with their ``_total``)
+EXPORTED = (*HOST_METRICS,
+            "trustpool_attestation_request_duration_seconds",
+            "trustpool_attestation_failures_total",
+            "trustpool_trait_additions_total",
+            "trustpool_trait_removals_total",
+            "trustpool_sync_passes_total",
+            "trustpool_sync_pass_duration_seconds",
+            "trustpool_sync_last_success_timestamp_seconds")
+
+
+class ServiceMetrics:
+    """The service's metrics; thread-safe (passes write, scrapes read)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        # No *_created series beside each counter and histogram: they
+        # double the series for a start time process_start_time_seconds
+        # already gives. Process-wide, and the service owns its process.
+        disable_created_metrics()
+        self._clock = clock
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.exchange_seconds = Histogram(
+            "trustpool_attestation_request_duration_seconds",
+            "Time of one exchange with the attestation service (one "
+            "backend call for a batch of hosts), failed ones included.",
+            buckets=_EXCHANGE_BUCKETS, registry=r)
+        self.failures = Counter(
+            "trustpool_attestation_failures",
+            "Failed exchanges with the attestation service, by cause: "
+            "timeout, tls, http_status, malformed, connection, other.",
+            ["cause"], registry=r)
+        for cause in CAUSES:
+            self.failures.labels(cause)  # every cause exported from 0
+        self.additions = Counter(
+            "trustpool_trait_additions",
+            "Compute node providers given the trust trait.", registry=r)
+        self.removals = Counter(
+            "trustpool_trait_removals",
+            "Providers the trust trait was removed from.", registry=r)
+        self.passes = Counter(
+            "trustpool_sync_passes",
+            "Sync passes, by outcome: ok (the carriers of the trait are "
+            "exactly the hosts attested trusted) or failed.",
+            ["outcome"], registry=r)
+        for outcome in ("ok", "failed"):
+            self.passes.labels(outcome)
+        self.pass_seconds = Histogram(
+            "trustpool_sync_pass_duration_seconds",
+            "Time of one sync pass: listing, attesting, writing traits.",
+            buckets=_PASS_BUCKETS, registry=r)
+        self.last_success = Gauge(
+            "trustpool_sync_last_success_timestamp_seconds",
+            "Unix time at which the last successful sync pass ended (0: "
+            "none yet).", registry=r)
+        self._lock = threading.Lock()
+        self._hosts: dict[str, HostState] = {}
+        r.register(_HostGauges(self))
+        ProcessCollector(registry=r)
+
+    def observe_attestation(self, seconds: float,
+                            cause: Cause | None) -> None:
+        """The attestation client's observer."""
+        self.exchange_seconds.observe(max(0.0, seconds))
+        if cause is not None:
+            self.failures.labels(cause if cause in CAUSES else "other").inc()
+
+    def timed(self, one_pass: Callable[..., SyncResult] | None = None
+              ) -> Callable[..., SyncResult]:
+        """``one_pass`` (by default :func:`trustpool.trait_sync.sync`)
+        with every call measured and its result recorded."""
+        inner = one_pass or trait_sync.sync
+
+        def measured(*args: Any, **kwargs: Any) -> SyncResult:
+            started = time.monotonic()
+            try:
+                result = inner(*args, **kwargs)
+            except BaseException:
+                self.pass_seconds.observe(time.monotonic() - started)
+                self.passes.labels("failed").inc()
+                self.forget_verdicts()
+                raise
+            self.record_pass(result, time.monotonic() - started)
+            return result
+
+        return measured
+
+    def record_pass(self, result: SyncResult, seconds: float) -> None:
+        """Count what a pass did and keep its hosts' levels."""
+        self.pass_seconds.observe(max(0.0, seconds))
+        self.additions.inc(max(0, result.added))
+        self.removals.inc(max(0, result.removed))
+        self.passes.labels("ok" if result.ok else "failed").inc()
+        now = self._clock()
+        if result.ok:
+            self.last_success.set(now)
+        if result.hosts is None:
+            self.forget_verdicts()
+            return
+        arrived = result.attested_at or now
+        with self._lock:
+            old = self._hosts
+            # the hosts of this pass only: a node gone from Placement
+            # leaves the gauges, so the host label stays fleet-sized
+            self._hosts = {name: state_of(report, arrived, old.get(name))
+                           for name, report in result.hosts.items()}
+
+    def forget_verdicts(self) -> None:
+        """After a pass that could not list the hosts: every known host
+        counts as unknown (its last verdict's time is kept)."""
+        with self._lock:
+            self._hosts = {name: HostState(TrustLevel.UNKNOWN,
+                                           state.last_verdict)
+                           for name, state in self._hosts.items()}
+
+    def host_families(self) -> Iterable[Metric]:
+        with self._lock:
+            states = dict(self._hosts)
+        return host_families(states, self._clock())
+
+
+class _HostGauges(Collector):
+    """The host gauges, computed at each scrape (so the ages are)."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return host_families({}, 0.0)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics.host_families()
