@@ -247,15 +247,14 @@ def file_problems(conf: cfg.ConfigOpts) -> list[tuple[str, str, str]]:
              for group, option, _ in file_opts}
     cert = next(((g, o) for g, o, kind in file_opts if kind == "cert"), None)
     key = next(((g, o) for g, o, kind in file_opts if kind == "key"), None)
-    problems: dict[tuple[str, str], str] = {}
+    problems: dict[tuple[str, str], list[str]] = {}
     for group, option, kind in file_opts:
         path = paths[(group, option)]
         if not path:
             continue
+        found = problems.setdefault((group, option), [])
         if kind == "key" and not (cert and paths[cert]):
-            problems[(group, option)] = (
-                f"set, but {_option_name(cert, group)} is not")
-            continue
+            found.append(f"set, but {_option_name(cert, group)} is not")
         try:
             if kind == "ca":
                 problem = localfiles.ca_problem(path)
@@ -265,25 +264,23 @@ def file_problems(conf: cfg.ConfigOpts) -> list[tuple[str, str, str]]:
         except localfiles.LocalFileError as exc:
             problem = exc.problem
         if problem:
-            problems[(group, option)] = problem
-    if cert and paths[cert] and cert not in problems and not (
-            key and key in problems):
-        key_path = paths[key] if key else None
+            found.append(problem)
+    cert_path = paths[cert] if cert else None
+    key_path = paths[key] if key else None
+    if cert and cert_path and not problems[cert] and not (
+            key and key_path and problems[key]):
         try:
-            found = localfiles.cert_chain_problem(paths[cert], key_path)
-        except localfiles.LocalFileError as exc:
-            found = ("key" if key_path and exc.path == key_path else "cert",
-                     exc.problem)
-        if found:
-            which, problem = found
-            if which == "key" and key and key_path:
-                problems[key] = problem
-            else:
-                problems[cert] = problem
-    return [(group, option, _with_place(conf, group, option,
-                                        problems[(group, option)],
+            chain = localfiles.cert_chain_problem(cert_path, key_path)
+        except localfiles.LocalFileError as exc:  # changed meanwhile
+            chain = ("key" if exc.path == key_path else "cert", exc.problem)
+        if chain:
+            which, problem = chain
+            problems[key if which == "key" and key and key_path
+                     else cert].append(problem)
+    return [(group, option, _with_place(conf, group, option, problem,
                                         paths[(group, option)]))
-            for group, option, _ in file_opts if (group, option) in problems]
+            for group, option, _ in file_opts
+            for problem in problems.get((group, option), [])]
 
 
 def _option_name(option: tuple[str, str] | None, group: str) -> str:

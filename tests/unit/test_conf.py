@@ -275,7 +275,8 @@ def bad_file(tmp_path, kind):
 
 BAD_KINDS = {"missing": "no such file", "directory": "a directory",
              "fifo": "a FIFO", "device": "a character device",
-             "garbage": "that OpenSSL can load", "huge": "bytes, over"}
+             "garbage": "that OpenSSL can load",
+             "huge": "more than 8388608 bytes (the largest PEM file"}
 
 
 def validate_promptly(conf_obj):
@@ -452,3 +453,34 @@ def test_trust_file_content_is_not_judged_at_start_up(tmp_path, content):
     path = tmp_path / "trust.json"
     path.write_text(content)
     make_client(trust_conf(tmp_path, path)).close()
+
+
+@pytest.mark.parametrize(("kind", "severity", "needle"), [
+    ("directory", "error", "a directory, not a regular file: {path}"),
+    ("not an object", "error", "must be an object with a 'hosts' object"),
+    ("huge", "error", "more than 67108864 bytes ([trust_file] "
+     "max_file_bytes)"),
+    ("empty", "warning", "trust file {path} lists no host"),
+])
+def test_check_config_judges_the_trust_file(tmp_path, kind, severity,
+                                            needle):
+    """check-config (in-process here; tests/integration/test_cli.py runs
+    the command) reads the file with the file backend's own code."""
+    from trustpool.cmd import checks
+
+    path = tmp_path / "trust.json"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "not an object":
+        path.write_text('["trusted"]')
+    elif kind == "huge":
+        with open(path, "wb") as handle:  # sparse, refused by its size
+            handle.truncate(10 * 1024 ** 3)
+    else:
+        path.write_text('{"hosts": {}}')
+    findings = checks.check(trust_conf(tmp_path, path))
+    assert len(findings) == 1, findings
+    [(found_severity, option, message)] = findings
+    assert (found_severity, option) == (severity, "[trust_file] path")
+    assert needle.format(path=path) in message
+    assert message.endswith(f"(set in {tmp_path / 'nova.conf'})")

@@ -108,7 +108,7 @@ def open_regular(path: str, max_bytes: int, what: str,
                 os_problem(exc)) from None
         require_regular(path, opened.st_mode, what)
         if opened.st_size > max_bytes:
-            raise _too_big(path, str(opened.st_size), max_bytes, what, limit)
+            raise _too_big(path, max_bytes, what, limit)
         yield fd, opened
     finally:
         os.close(fd)
@@ -135,17 +135,16 @@ def read_regular(path: str, max_bytes: int, what: str,
             raise LocalFileError(
                 f"cannot read {what} {path}: {exc.strerror}", path,
                 os_problem(exc)) from None
-    if size > max_bytes:
-        raise _too_big(path, f"more than {max_bytes}", max_bytes, what,
-                       limit)
+    if size > max_bytes:  # it grew while it was read
+        raise _too_big(path, max_bytes, what, limit)
     return b"".join(parts), opened
 
 
-def _too_big(path: str, amount: str, max_bytes: int, what: str,
+def _too_big(path: str, max_bytes: int, what: str,
              limit: str) -> LocalFileError:
     return LocalFileError(
-        f"{what} {path} has {amount} bytes, over {limit} ({max_bytes})",
-        path, f"{amount} bytes, over {limit} ({max_bytes})")
+        f"{what} {path} has more than {max_bytes} bytes ({limit})", path,
+        f"more than {max_bytes} bytes ({limit})")
 
 
 def ca_problem(path: str) -> str | None:

@@ -49,7 +49,10 @@ _opts = [
         "'file' attestation backend: {\"hosts\": {\"node1\": \"trusted\", "
         "\"node2\": {\"level\": \"untrusted\", \"timestamp\": \"...\"}}, "
         "\"timestamp\": \"...\"}. Read again whenever it changes; a missing "
-        "or malformed file makes every host 'unknown'. It must be a regular "
+        "or malformed file makes every host 'unknown' (when the scheduler "
+        "starts, a file that cannot be opened stops it, naming this "
+        "option; 'trustpool check-config' also parses it). It must be a "
+        "regular "
         "file (a symbolic link to one is fine): a FIFO, device or directory "
         "is refused, as is a key given twice in one object. Whoever can "
         "write it decides which hosts are trusted: a file writable by its "
@@ -166,8 +169,6 @@ class FileBackend(AttestationBackend):
         swapped in after the ``stat`` does not block the open, and a file
         that is not regular, or not the one examined, is refused.
         """
-        if expected.st_size > self._max_bytes:
-            raise self._too_big(expected.st_size)
         raw, opened = read_regular(self.path, self._max_bytes, "trust file",
                                    f"[{GROUP}] max_file_bytes")
         if (opened.st_dev, opened.st_ino) != (expected.st_dev,
