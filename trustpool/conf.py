@@ -295,7 +295,8 @@ def _with_place(conf: cfg.ConfigOpts, group: str, option: str,
                 problem: str, path: str) -> str:
     if problem.startswith("set, but "):
         return problem + where_set(conf, option, group)
-    return f"{problem}: {path}{where_set(conf, option, group)}"
+    shown = "".join(c if c.isprintable() else "?" for c in path)
+    return f"{problem}: {shown}{where_set(conf, option, group)}"
 
 
 def where_set(conf: cfg.ConfigOpts, option: str, group: str = GROUP) -> str:

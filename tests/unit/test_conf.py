@@ -484,3 +484,15 @@ def test_check_config_judges_the_trust_file(tmp_path, kind, severity,
     assert (found_severity, option) == (severity, "[trust_file] path")
     assert needle.format(path=path) in message
     assert message.endswith(f"(set in {tmp_path / 'nova.conf'})")
+
+
+def test_a_path_no_file_can_have_is_a_configuration_error(tmp_path):
+    c = load_conf(tmp_path, "[trusted_computing]\n"
+                  "attestation_server = 127.0.0.1\n")
+    c.set_override("attestation_server_ca_file", "/etc/nova/ca\x00.pem",
+                   "trusted_computing")
+    with pytest.raises(ConfigurationError) as err:
+        tp_conf.validate(c)
+    assert str(err.value) == (
+        "[trusted_computing] attestation_server_ca_file: not a usable path "
+        "(a NUL character): /etc/nova/ca?.pem")

@@ -99,6 +99,9 @@ def open_regular(path: str, max_bytes: int, what: str,
     except OSError as exc:
         raise LocalFileError(f"cannot read {what} {path}: {exc.strerror}",
                              path, os_problem(exc)) from None
+    except ValueError:  # a NUL character: no file has such a name
+        raise LocalFileError(f"{what} {path!r} is not a usable path", path,
+                             "not a usable path (a NUL character)") from None
     try:
         try:
             opened = os.fstat(fd)
