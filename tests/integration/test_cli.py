@@ -324,28 +324,6 @@ def test_check_config_refuses_a_key_that_is_not_the_certificates(
             assert line not in result.stdout + result.stderr
 
 
-def test_check_config_passes_good_tls_files(tmp_path, pki):
-    backend = "keylime"
-    conf_path = tls_conf(tmp_path, backend, pki["ca"].cert_path,
-                         pki["client"].cert, pki["client"].key)
-    result = trustpool("check-config", conf_path=conf_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == f"OK: backend {backend!r}, 0 warning(s)"
-
-
-def test_check_config_warns_about_tls_files_keylime_does_not_read(
-        tmp_path, pki):
-    conf_path = write_conf(tmp_path, "[trusted_computing]\n"
-                           "backend = keylime\n"
-                           f"client_cert_file = {pki['client'].cert}\n"
-                           "[keylime]\nverifier_host = 127.0.0.1\n")
-    result = trustpool("check-config", conf_path=conf_path)
-    assert result.returncode == 0, result.stdout
-    assert ("WARNING: [trusted_computing] client_cert_file: set, but the "
-            f"'keylime' backend does not read it (set in {conf_path})") in \
-        result.stdout
-
-
 def without_root_read_override():
     """A command prefix under which this user is held to file modes.
 
@@ -414,7 +392,6 @@ def trust_conf(tmp_path, path):
 
 @pytest.mark.parametrize(("kind", "needle"), [
     ("missing", "no such file: {path} (set in {conf})"),
-    ("fifo", "a FIFO, not a regular file: {path} (set in {conf})"),
     ("unparseable", "trust file {path} is not valid JSON: "),
 ])
 def test_check_config_checks_the_trust_file(tmp_path, kind, needle):

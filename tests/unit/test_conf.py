@@ -496,3 +496,25 @@ def test_a_path_no_file_can_have_is_a_configuration_error(tmp_path):
     assert str(err.value) == (
         "[trusted_computing] attestation_server_ca_file: not a usable path "
         "(a NUL character): /etc/nova/ca?.pem")
+
+
+def test_check_config_warns_about_tls_files_keylime_does_not_read(
+        tmp_path, pki):
+    from trustpool.cmd import checks
+
+    c = load_conf(tmp_path, "[trusted_computing]\nbackend = keylime\n"
+                  f"client_cert_file = {pki['client'].cert}\n"
+                  "[keylime]\nverifier_host = 127.0.0.1\n")
+    assert checks.check(c) == [(
+        "warning", "[trusted_computing] client_cert_file",
+        "set, but the 'keylime' backend does not read it "
+        f"(set in {tmp_path / 'nova.conf'})")]
+
+
+@pytest.mark.parametrize("backend", sorted(TLS_BACKENDS))
+def test_check_config_passes_good_tls_files(tmp_path, pki, backend):
+    from trustpool.cmd import checks
+
+    assert checks.check(tls_conf(
+        tmp_path, backend, ca=pki["ca"].cert_path, cert=pki["client"].cert,
+        key=pki["client"].key)) == []

@@ -214,8 +214,9 @@ def _chain_problem(cert_path: str, key_path: str | None,
         except (ssl.SSLError, ValueError, OSError) as exc:
             where = "key" if has_key_file else "cert"
             if asked:
-                return where, ("a private key encrypted with a passphrase, "
-                           "which nothing can type in for the service")
+                return where, ("a private key encrypted with a "
+                               "passphrase, which nothing can type in for "
+                               "the service")
             if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
                 return "key", "not the private key of the client certificate"
             if has_key_file:
