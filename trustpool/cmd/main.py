@@ -52,7 +52,9 @@ def _add_parsers(subparsers: Any) -> None:
                         default="table")
     subparsers.add_parser(
         "check-config", help="Check the [trusted_computing] configuration "
-        "and report every problem with the option's name.")
+        "and the backend's (with every file it reads: CA, client "
+        "certificate and key, trust file) and report every problem with "
+        "the option's name.")
     sync_traits = subparsers.add_parser(
         "sync-traits", help="Put the trait of [trustpool_traits] on the "
         "compute node providers attested trusted and remove it from all "
