@@ -301,8 +301,9 @@ def _with_place(conf: cfg.ConfigOpts, group: str, option: str,
 
 def where_set(conf: cfg.ConfigOpts, option: str, group: str = GROUP) -> str:
     """`` (set in FILE)``, or how else ``[group] option`` got its value
-    (the command line, the environment); empty when it was set in code or
-    cannot be told. For messages that name an option's value."""
+    (the command line, the environment, its default); empty when it was
+    set in code or cannot be told. For messages that name an option's
+    value."""
     try:
         location = conf.get_location(option, group)
     except Exception:  # noqa: BLE001 - where is a nicety, never a failure
@@ -315,6 +316,8 @@ def where_set(conf: cfg.ConfigOpts, option: str, group: str = GROUP) -> str:
         return " (set on the command line)"
     if location.location is cfg.Locations.environment:
         return f" (set by the environment variable {location.detail})"
+    if location.location is cfg.Locations.opt_default:
+        return " (the default)"
     return ""
 
 

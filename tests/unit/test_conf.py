@@ -518,3 +518,12 @@ def test_check_config_passes_good_tls_files(tmp_path, pki, backend):
     assert checks.check(tls_conf(
         tmp_path, backend, ca=pki["ca"].cert_path, cert=pki["client"].cert,
         key=pki["client"].key)) == []
+
+
+def test_a_default_trust_file_path_is_named_as_the_default(tmp_path):
+    if os.path.exists("/etc/nova/trust-levels.json"):
+        pytest.skip("this machine has a trust file at the default path")
+    c = load_conf(tmp_path, "[trusted_computing]\nbackend = file\n")
+    assert tp_conf.file_problems(c) == [(
+        "trust_file", "path",
+        "no such file: /etc/nova/trust-levels.json (the default)")]
