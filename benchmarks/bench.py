@@ -40,6 +40,7 @@ from oslo_config import cfg
 from tests.support.pki import make_pki
 from trustpool.conf import make_client
 from trustpool import conf as tp_conf
+from trustpool.attestation.backends import backend_class
 from trustpool.filter import TrustedFilter
 
 CONF = nova_conf.CONF
@@ -86,10 +87,12 @@ def warm_passes(workdir: pathlib.Path, sizes: list[int]) -> None:
             for i, h in enumerate(hosts)}}))
         CONF.set_override("backend", "file", tp_conf.GROUP)
         CONF.set_override("attestation_auth_timeout", 3600, tp_conf.GROUP)
+        # set before the filter is built: a trust file that cannot be
+        # opened stops it at start-up
+        backend_class(CONF, "file")  # registers [trust_file]
+        CONF.set_override("path", str(trust_file), "trust_file")
         managers = {name: manager(name) for name in
                     ("AllHostsFilter", "ComputeFilter", "TrustedFilter")}
-        CONF.set_override("path", str(trust_file), "trust_file")
-        managers["TrustedFilter"] = manager("TrustedFilter")
         spec = trusted_spec()
         repeat = max(3, 200_000 // size)
         results = {}

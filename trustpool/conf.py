@@ -10,13 +10,14 @@ passed in by the caller: the library never reads a global configuration.
 
 from __future__ import annotations
 
-import os
 import re
+import sys
 from typing import Any
 
 from oslo_config import cfg
 
-from trustpool.attestation.backends import load_backend, oat
+from trustpool.attestation import localfiles
+from trustpool.attestation.backends import backend_class, load_backend, oat
 from trustpool.attestation.backends._http import TRANSPORT_OPTS
 from trustpool.attestation.backends.base import COMMON_GROUP
 from trustpool.attestation.client import WAIT_MARGIN, AttestationClient
@@ -41,6 +42,7 @@ __all__ = [
     "secret_values",
     "trait_name",
     "validate",
+    "where_set",
 ]
 
 GROUP = COMMON_GROUP
@@ -291,7 +293,8 @@ def validate(conf: cfg.ConfigOpts) -> None:
     oslo.config checks types lazily, at first access; doing all the
     accesses here turns a typo in nova.conf into one clear error when the
     scheduler starts, naming the option and the file it came from, instead
-    of a failure in the middle of a scheduling request.
+    of a failure in the middle of a scheduling request. The same holds for
+    the files the backend reads (see :func:`file_problems`).
 
     :raises ConfigurationError: on a value that cannot work.
     """
@@ -299,30 +302,107 @@ def validate(conf: cfg.ConfigOpts) -> None:
         problem = option_problem(conf, opt.dest)
         if problem:
             raise ConfigurationError(opt.dest, problem)
-    for option, problem in file_problems(conf):
-        raise ConfigurationError(option, problem)
+    for group, option, problem in file_problems(conf):
+        raise ConfigurationError(option, problem, group=group)
 
 
-def file_problems(conf: cfg.ConfigOpts) -> list[tuple[str, str]]:
-    """``(option, problem)`` for each TLS file option that cannot work.
+def file_problems(conf: cfg.ConfigOpts) -> list[tuple[str, str, str]]:
+    """``(group, option, problem)`` for each file option of the configured
+    backend that cannot work, each problem ending with the path and the
+    configuration file that set the option.
+
+    Every file set in the backend's
+    :attr:`~trustpool.attestation.backends.AttestationBackend.FILE_OPTS`
+    must be a regular file this user can read (a FIFO or a device is
+    refused without blocking); PEM files must load in OpenSSL as they
+    will at the first request (CA certificates; the client certificate
+    with its key, unencrypted and matching). A ``"data"`` file (the trust
+    file) is only opened: its content may change while the service runs,
+    and a bad one fails closed then, so it is for check-config
+    (:meth:`~trustpool.attestation.backends.AttestationBackend.self_check`).
 
     Shared by start-up validation, which stops at the first, and
     ``trustpool check-config``, which lists them all.
+
+    :raises ConfigurationError: when the backend itself is unknown.
     """
-    group = conf[GROUP]
-    found = []
-    if group.client_key_file and not group.client_cert_file:
-        found.append(("client_key_file", "set, but client_cert_file is not"))
-    for option in ("attestation_server_ca_file", "client_cert_file",
-                   "client_key_file"):
-        path = getattr(group, option)
+    file_opts = backend_class(conf, conf[GROUP].backend).FILE_OPTS
+    paths = {(group, option): getattr(conf[group], option)
+             for group, option, _ in file_opts}
+    cert = next(((g, o) for g, o, kind in file_opts if kind == "cert"), None)
+    key = next(((g, o) for g, o, kind in file_opts if kind == "key"), None)
+    problems: dict[tuple[str, str], list[str]] = {}
+    for group, option, kind in file_opts:
+        path = paths[(group, option)]
         if not path:
             continue
-        if not os.path.isfile(path):
-            found.append((option, f"no such file: {path}"))
-        elif not os.access(path, os.R_OK):
-            found.append((option, f"not readable by this user: {path}"))
-    return found
+        found = problems.setdefault((group, option), [])
+        if kind == "key" and not (cert and paths[cert]):
+            found.append(f"set, but {_option_name(cert, group)} is not")
+        try:
+            if kind == "ca":
+                problem = localfiles.ca_problem(path)
+            else:
+                with localfiles.open_regular(path, sys.maxsize, "file"):
+                    problem = None
+        except localfiles.LocalFileError as exc:
+            problem = exc.problem
+        if problem:
+            found.append(problem)
+    cert_path = paths[cert] if cert else None
+    key_path = paths[key] if key else None
+    if cert and cert_path and not problems[cert] and not (
+            key and key_path and problems[key]):
+        try:
+            chain = localfiles.cert_chain_problem(cert_path, key_path)
+        except localfiles.LocalFileError as exc:  # changed meanwhile
+            chain = ("key" if exc.path == key_path else "cert", exc.problem)
+        if chain:
+            which, problem = chain
+            problems[key if which == "key" and key and key_path
+                     else cert].append(problem)
+    return [(group, option, _with_place(conf, group, option, problem,
+                                        paths[(group, option)]))
+            for group, option, _ in file_opts
+            for problem in problems.get((group, option), [])]
+
+
+def _option_name(option: tuple[str, str] | None, group: str) -> str:
+    """``option`` as a message names it: bare in ``group``, else with its
+    group."""
+    if option is None:
+        return "a client certificate option"
+    return option[1] if option[0] == group else f"[{option[0]}] {option[1]}"
+
+
+def _with_place(conf: cfg.ConfigOpts, group: str, option: str,
+                problem: str, path: str) -> str:
+    if problem.startswith("set, but "):
+        return problem + where_set(conf, option, group)
+    shown = "".join(c if c.isprintable() else "?" for c in path)
+    return f"{problem}: {shown}{where_set(conf, option, group)}"
+
+
+def where_set(conf: cfg.ConfigOpts, option: str, group: str = GROUP) -> str:
+    """`` (set in FILE)``, or how else ``[group] option`` got its value
+    (the command line, the environment, its default); empty when it was
+    set in code or cannot be told. For messages that name an option's
+    value."""
+    try:
+        location = conf.get_location(option, group)
+    except Exception:  # noqa: BLE001 - where is a nicety, never a failure
+        return ""
+    if location is None:
+        return ""
+    if location.location is cfg.Locations.user and location.detail:
+        return f" (set in {location.detail})"
+    if location.location is cfg.Locations.command_line:
+        return " (set on the command line)"
+    if location.location is cfg.Locations.environment:
+        return f" (set by the environment variable {location.detail})"
+    if location.location is cfg.Locations.opt_default:
+        return " (the default)"
+    return ""
 
 
 def option_problem(conf: cfg.ConfigOpts, name: str,

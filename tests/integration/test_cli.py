@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -18,8 +19,8 @@ from tests.support.oat_server import OATServer
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def trustpool(*args, conf_path=None):
-    cmd = [sys.executable, "-m", "trustpool.cmd.main"]
+def trustpool(*args, conf_path=None, prefix=()):
+    cmd = [*prefix, sys.executable, "-m", "trustpool.cmd.main"]
     if conf_path is not None:
         cmd += ["--config-file", str(conf_path)]
     return subprocess.run(cmd + list(args), capture_output=True, text=True,
@@ -333,3 +334,189 @@ def test_default_config_files_nova_conf_then_trustpool_conf(tmp_path):
     other.mkdir()
     (other / "log.conf").write_text("[DEFAULT]\ndebug = False\n")
     assert hosts("--config-dir", str(other)) == ["from-tp"]
+# -- every backend's files, as check-config and status see them ----------
+
+#: backend -> (group of its TLS files, CA option, config it needs)
+TLS_BACKENDS = {
+    "oat": ("trusted_computing", "attestation_server_ca_file",
+            "[trusted_computing]\nbackend = oat\n"
+            "attestation_server = 127.0.0.1\n"),
+    "keylime": ("keylime", "ca_file",
+                "[trusted_computing]\nbackend = keylime\n"
+                "[keylime]\nverifier_host = 127.0.0.1\n"),
+}
+
+
+def tls_conf(tmp_path, backend, ca, cert, key, extra=""):
+    """nova.conf for ``backend`` with its three TLS files (its section
+    comes last, so the file lines land in it)."""
+    group, ca_option, text = TLS_BACKENDS[backend]
+    return write_conf(tmp_path, extra + text + f"{ca_option} = {ca}\n"
+                      f"client_cert_file = {cert}\n"
+                      f"client_key_file = {key}\n")
+
+
+def make_bad(tmp_path, kind, name):
+    path = tmp_path / name
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "garbage":
+        path.write_text("-----BEGIN PRIVATE KEY-----\nNEVER-SHOWN-4d2a\n"
+                        "-----END PRIVATE KEY-----\n")
+    return path
+
+
+BAD = {"missing": "no such file", "directory": "a directory, not a "
+       "regular file", "fifo": "a FIFO, not a regular file",
+       "garbage": "holds no PEM certificate that OpenSSL can load"}
+
+
+# (CA, client certificate, client key): each kind of bad file once per
+# backend; tests/unit/test_conf.py has every combination, in-process
+@pytest.mark.parametrize(("backend", "kinds"), [
+    ("oat", ("missing", "directory", "fifo")),
+    ("keylime", ("fifo", "missing", "directory")),
+    ("keylime", ("garbage", "garbage", None)),
+])
+def test_check_config_checks_every_tls_file(tmp_path, pki, backend, kinds):
+    group, ca_option, _ = TLS_BACKENDS[backend]
+    options = (ca_option, "client_cert_file", "client_key_file")
+    files = [make_bad(tmp_path, kind, name) if kind else pki["client"].key
+             for kind, name in zip(kinds, ("ca.pem", "client.pem",
+                                           "client.key"), strict=True)]
+    conf_path = tls_conf(tmp_path, backend, *files)
+    result = trustpool("check-config", conf_path=conf_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    expected = [f"ERROR: [{group}] {option}: {BAD[kind]}: {path} "
+                f"(set in {conf_path})"
+                for option, kind, path in zip(options, kinds, files,
+                                              strict=True) if kind]
+    assert result.stdout.splitlines() == expected
+    assert result.stderr.strip() == f"{len(expected)} error(s)"
+    assert "NEVER-SHOWN" not in result.stdout + result.stderr
+
+
+def test_check_config_refuses_a_key_that_is_not_the_certificates(
+        tmp_path, pki):
+    backend = "oat"
+    group, _, _ = TLS_BACKENDS[backend]
+    conf_path = tls_conf(tmp_path, backend, pki["ca"].cert_path,
+                         pki["client"].cert, pki["rogue_client"].key)
+    result = trustpool("check-config", conf_path=conf_path)
+    assert result.returncode == 1
+    assert (f"ERROR: [{group}] client_key_file: not the private key of the "
+            f"client certificate: {pki['rogue_client'].key} (set in "
+            f"{conf_path})") in result.stdout
+    leaked = [pki["rogue_client"].key_pem, pki["client"].key_pem]
+    for pem in leaked:
+        for line in pem.decode().splitlines()[1:-1]:
+            assert line not in result.stdout + result.stderr
+
+
+def without_root_read_override():
+    """A command prefix under which this user is held to file modes.
+
+    Tests run as root here, and root reads a file of mode 000 (the
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH capabilities). Dropped from
+    the bounding set, the command really cannot read such a file, as the
+    nova user could not.
+    """
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root, and setpriv (util-linux) is not "
+                    "there to drop the capabilities that let root read "
+                    "any file")
+    drop = "-dac_override,-dac_read_search"
+    return (setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}")
+
+
+def test_check_config_and_status_refuse_unreadable_files(tmp_path, pki):
+    prefix = without_root_read_override()
+    files = []
+    for name, content in (("ca.pem", pki["ca"].pem),
+                          ("client.pem", pki["client"].pem),
+                          ("client.key", pki["client"].key_pem)):
+        path = tmp_path / name
+        path.write_bytes(content)
+        path.chmod(0)
+        files.append(path)
+    conf_path = tls_conf(tmp_path, "keylime", *files)
+    result = trustpool("check-config", conf_path=conf_path, prefix=prefix)
+    assert result.returncode == 1, result.stdout + result.stderr
+    for option, path in zip(("ca_file", "client_cert_file",
+                             "client_key_file"), files, strict=True):
+        assert (f"ERROR: [keylime] {option}: not readable by this user: "
+                f"{path} (set in {conf_path})") in result.stdout
+    status = trustpool("status", "n1", conf_path=conf_path, prefix=prefix)
+    assert status.returncode == 2
+    assert status.stderr.strip() == (
+        f"trustpool: [keylime] ca_file: not readable by this user: "
+        f"{files[0]} (set in {conf_path})")
+
+
+def test_status_with_a_missing_keylime_ca_file_exits_2_in_one_line(tmp_path):
+    conf_path = write_conf(tmp_path, "[trusted_computing]\n"
+                           "backend = keylime\n[keylime]\n"
+                           "verifier_host = 127.0.0.1\n"
+                           f"ca_file = {tmp_path}/nope/cacert.crt\n")
+    result = trustpool("status", "n1", conf_path=conf_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"trustpool: [keylime] ca_file: no such file: {tmp_path}/nope/"
+        f"cacert.crt (set in {conf_path})")
+    check = trustpool("check-config", conf_path=conf_path)
+    assert check.returncode == 1
+    assert check.stdout.startswith(
+        f"ERROR: [keylime] ca_file: no such file: {tmp_path}/nope/"
+        "cacert.crt")
+
+
+def trust_conf(tmp_path, path):
+    return write_conf(tmp_path, "[trusted_computing]\nbackend = file\n"
+                      f"[trust_file]\npath = {path}\n")
+
+
+@pytest.mark.parametrize(("kind", "needle"), [
+    ("missing", "no such file: {path} (set in {conf})"),
+    ("unparseable", "trust file {path} is not valid JSON: "),
+])
+def test_check_config_checks_the_trust_file(tmp_path, kind, needle):
+    path = tmp_path / "trust.json"
+    if kind == "unparseable":
+        path.write_text('{"hosts": {"n1": "trusted", "n1": "trusted"}}')
+    elif kind != "missing":
+        path = make_bad(tmp_path, kind, "trust.json")
+    conf_path = trust_conf(tmp_path, path)
+    result = trustpool("check-config", conf_path=conf_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = result.stdout.splitlines()
+    assert line.startswith("ERROR: [trust_file] path: ")
+    assert needle.format(path=path, conf=conf_path) in line
+    assert line.endswith(f"(set in {conf_path})")
+
+
+def test_an_empty_trust_file_is_a_warning(tmp_path):
+    path = tmp_path / "trust.json"
+    path.write_text('{"hosts": {}}')
+    conf_path = trust_conf(tmp_path, path)
+    check = trustpool("check-config", conf_path=conf_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.splitlines() == [
+        f"WARNING: [trust_file] path: trust file {path} lists no host: "
+        "every host is 'unknown', so no trusted flavor can be placed "
+        f"(set in {conf_path})",
+        "OK: backend 'file', 1 warning(s)"]
+    for fmt in ("table", "json"):
+        status = trustpool("status", "--format", fmt, conf_path=conf_path)
+        # 1, not 0: "every listed host is trusted" holds of no host, yet
+        # no host is trusted
+        assert status.returncode == 1
+        assert status.stderr.strip() == (
+            f"trustpool: warning: no host is listed by file {path}; none "
+            "is trusted")
+    assert json.loads(status.stdout)["hosts"] == []

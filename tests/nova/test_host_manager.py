@@ -17,7 +17,7 @@ from oslo_utils.fixture import uuidsentinel as uuids
 
 from trustpool.filter import TrustedFilter
 
-from tests.nova.base import AUTH_BLOB, TrustpoolNovaMixin
+from tests.nova.base import AUTH_BLOB, CONF, TrustpoolNovaMixin
 
 LEVELS = {"node-trusted": "trusted", "node-untrusted": "untrusted",
           "node-unknown": "unknown"}
@@ -217,6 +217,23 @@ class BadConfigTest(TrustpoolNovaMixin, test.NoDBTestCase):
         with self.assertRaises(ConfigurationError) as err:
             TrustedFilter()
         self.assertIn("[trusted_computing] backend", str(err.exception))
+
+    def test_a_missing_keylime_ca_file_stops_the_scheduler_at_start_up(self):
+        """Not an OSError at every request later, with every host
+        unknown: one error naming the option and the path, at start-up,
+        as for any other bad value."""
+        self.setup_trustpool(LEVELS)
+        self.flags(group="trusted_computing", backend="keylime")
+        from trustpool.attestation.backends import keylime
+        CONF.register_opts(keylime._opts, group=keylime.GROUP)
+        self.flags(group=keylime.GROUP, verifier_host="127.0.0.1",
+                   ca_file="/nonexistent/keylime/cacert.crt")
+        from trustpool.exceptions import ConfigurationError
+        with self.assertRaises(ConfigurationError) as err:
+            host_manager.HostManager()
+        self.assertEqual(
+            "[keylime] ca_file: no such file: "
+            "/nonexistent/keylime/cacert.crt", str(err.exception))
 
 
 @mock.patch.object(host_manager.HostManager, "_init_instance_info",

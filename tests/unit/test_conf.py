@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import pathlib
 import subprocess
 import sys
+import threading
 
 import pytest
 from oslo_config import cfg
@@ -235,3 +238,315 @@ def test_make_client_refreshes_ahead_by_default(tmp_path):
     assert make_client(c).refresh_ahead == 5.0
     c.set_override("refresh_ahead", False, tp_conf.GROUP)
     assert make_client(c).refresh_ahead == 0.0
+
+
+# -- every file a backend reads is checked at start-up -------------------
+
+#: backend -> (group of its TLS files, CA option, config lines it needs)
+TLS_BACKENDS = {
+    "oat": ("trusted_computing", "attestation_server_ca_file",
+            "[trusted_computing]\nbackend = oat\n"
+            "attestation_server = 127.0.0.1\n"),
+    "keylime": ("keylime", "ca_file",
+                "[trusted_computing]\nbackend = keylime\n"
+                "[keylime]\nverifier_host = 127.0.0.1\n"),
+}
+ROLE_OPTION = {"cert": "client_cert_file", "key": "client_key_file"}
+
+
+def tls_conf(tmp_path, backend, ca=None, cert=None, key=None):
+    """A ConfigOpts read from a nova.conf setting ``backend``'s files."""
+    group, ca_option, text = TLS_BACKENDS[backend]
+    lines = [f"{option} = {path}" for option, path in (
+        (ca_option, ca), ("client_cert_file", cert),
+        ("client_key_file", key)) if path is not None]
+    if group == "trusted_computing":
+        text += "\n".join(lines) + "\n"
+    else:
+        text += "\n".join(lines) + "\n"  # [keylime] is the last section
+    return load_conf(tmp_path, text)
+
+
+def bad_file(tmp_path, kind):
+    """A path that cannot be used as a PEM file, of the kind asked for."""
+    if kind == "missing":
+        return tmp_path / "absent" / "file.pem"
+    if kind == "directory":
+        path = tmp_path / "a-directory"
+        path.mkdir()
+        return path
+    if kind == "fifo":
+        path = tmp_path / "a-fifo"
+        os.mkfifo(path)
+        return path
+    if kind == "device":
+        return pathlib.Path("/dev/zero")  # endless: must not be read
+    if kind == "garbage":
+        path = tmp_path / "garbage.pem"
+        path.write_text("-----BEGIN CERTIFICATE-----\nGARBAGE-MARKER-8c1e\n"
+                        "-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY"
+                        "-----\nGARBAGE-MARKER-8c1e\n-----END PRIVATE KEY"
+                        "-----\n")
+        return path
+    if kind == "huge":
+        path = tmp_path / "huge.pem"
+        with open(path, "wb") as handle:  # sparse: costs no disk
+            handle.truncate(10 * 1024 ** 3)
+        return path
+    raise AssertionError(kind)
+
+
+BAD_KINDS = {"missing": "no such file", "directory": "a directory",
+             "fifo": "a FIFO", "device": "a character device",
+             "garbage": "that OpenSSL can load",
+             "huge": "more than 8388608 bytes (the largest PEM file"}
+
+
+def validate_promptly(conf_obj):
+    """validate() in a thread: the error it raised, and whether it
+    returned (it must not block on a FIFO or read an endless device)."""
+    outcome = {}
+
+    def run():
+        try:
+            tp_conf.validate(conf_obj)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    return outcome.get("error"), not thread.is_alive()
+
+
+def release_fifos(tmp_path):
+    """Let a reader blocked on a FIFO go (when a test has failed)."""
+    for path in tmp_path.iterdir():
+        if path.is_fifo():
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # ENXIO: no reader waits on it, as it should
+                pass
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+@pytest.mark.parametrize("role", ["ca", "cert", "key"])
+@pytest.mark.parametrize("backend", sorted(TLS_BACKENDS))
+def test_every_tls_file_is_checked_at_start_up(tmp_path, pki, backend, role,
+                                               kind):
+    group, ca_option, _ = TLS_BACKENDS[backend]
+    option = ca_option if role == "ca" else ROLE_OPTION[role]
+    files = {"ca": pki["ca"].cert_path, "cert": pki["client"].cert,
+             "key": pki["client"].key}
+    files[role] = bad_file(tmp_path, kind)
+    c = tls_conf(tmp_path, backend, **files)
+    try:
+        error, returned = validate_promptly(c)
+    finally:
+        release_fifos(tmp_path)
+    assert returned, "validate blocked or kept reading"
+    assert isinstance(error, ConfigurationError), error
+    assert (error.group, error.option) == (group, option)
+    text = str(error)
+    assert text.startswith(f"[{group}] {option}: "), text
+    assert BAD_KINDS[kind] in text, text
+    assert str(files[role]) in text
+    assert f"(set in {tmp_path / 'nova.conf'})" in text
+    assert "GARBAGE-MARKER" not in text
+    with pytest.raises(ConfigurationError):
+        make_client(c)  # what TrustedFilter's constructor calls
+
+
+@pytest.mark.parametrize("backend", sorted(TLS_BACKENDS))
+def test_good_tls_files_pass(tmp_path, pki, backend):
+    c = tls_conf(tmp_path, backend, ca=pki["ca"].cert_path,
+                 cert=pki["client"].cert, key=pki["client"].key)
+    tp_conf.validate(c)
+    make_client(c).close()
+
+
+@pytest.mark.parametrize("backend", sorted(TLS_BACKENDS))
+def test_a_certificate_file_holding_its_key_needs_no_key_file(
+        tmp_path, pki, backend):
+    both = tmp_path / "both.pem"
+    both.write_bytes(pki["client"].pem + pki["client"].key_pem)
+    tp_conf.validate(tls_conf(tmp_path, backend, cert=both))
+
+
+def encrypted_key(tmp_path, issued):
+    from cryptography.hazmat.primitives import serialization
+    key = serialization.load_pem_private_key(issued.key_pem, None)
+    path = tmp_path / "encrypted.key"
+    path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase")))
+    return path
+
+
+@pytest.mark.parametrize("backend", sorted(TLS_BACKENDS))
+@pytest.mark.parametrize(("case", "option", "needle"), [
+    ("key of another certificate", "client_key_file",
+     "not the private key of the client certificate"),
+    ("encrypted key", "client_key_file", "encrypted with a passphrase"),
+    ("certificate without its key", "client_cert_file",
+     "holds no PEM private key after the certificate"),
+    ("key without certificate", "client_key_file",
+     "set, but client_cert_file is not"),
+    ("a key as the CA", None, "holds no PEM certificate"),
+])
+def test_client_certificate_and_key_must_work_together(
+        tmp_path, pki, backend, case, option, needle):
+    group, ca_option, _ = TLS_BACKENDS[backend]
+    client = pki["client"]
+    files = {
+        "key of another certificate": {"cert": client.cert,
+                                       "key": pki["rogue_client"].key},
+        "encrypted key": {"cert": client.cert,
+                          "key": encrypted_key(tmp_path, client)},
+        "certificate without its key": {"cert": client.cert},
+        "key without certificate": {"key": client.key},
+        "a key as the CA": {"ca": client.key},
+    }[case]
+    c = tls_conf(tmp_path, backend, **files)
+    with pytest.raises(ConfigurationError) as err:
+        tp_conf.validate(c)
+    assert err.value.option == (option or ca_option)
+    assert err.value.group == group
+    assert needle in str(err.value)
+    assert f"(set in {tmp_path / 'nova.conf'})" in str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode "
+                    "000; tests/integration/test_cli.py checks this as root "
+                    "with the read-override capabilities dropped")
+def test_an_unreadable_ca_file_is_refused(tmp_path, pki):
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki["ca"].pem)
+    ca.chmod(0)
+    with pytest.raises(ConfigurationError) as err:
+        tp_conf.validate(tls_conf(tmp_path, "oat", ca=ca))
+    assert "not readable by this user" in str(err.value)
+
+
+def test_old_option_names_are_named_with_their_file(tmp_path):
+    c = load_conf(tmp_path, "[trusted_computing]\nserver = 127.0.0.1\n"
+                  f"server_ca_file = {tmp_path}/nope.pem\n")
+    with pytest.raises(ConfigurationError) as err:
+        tp_conf.validate(c)
+    assert str(err.value) == (
+        "[trusted_computing] attestation_server_ca_file: no such file: "
+        f"{tmp_path}/nope.pem (set in {tmp_path}/nova.conf)")
+
+
+def test_tls_files_of_another_backend_are_not_required(tmp_path, pki):
+    """Keylime reads [keylime]'s TLS files only: a stale
+    [trusted_computing] one does not stop it (check-config warns)."""
+    c = load_conf(tmp_path, "[trusted_computing]\nbackend = keylime\n"
+                  f"attestation_server_ca_file = {tmp_path}/nope.pem\n"
+                  "[keylime]\nverifier_host = 127.0.0.1\n"
+                  f"ca_file = {pki['ca'].cert_path}\n")
+    tp_conf.validate(c)
+
+
+def trust_conf(tmp_path, path):
+    return load_conf(tmp_path, "[trusted_computing]\nbackend = file\n"
+                     f"[trust_file]\npath = {path}\n")
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "fifo", "device"])
+def test_a_trust_file_that_cannot_be_opened_stops_start_up(tmp_path, kind):
+    path = bad_file(tmp_path, kind)
+    c = trust_conf(tmp_path, path)
+    try:
+        error, returned = validate_promptly(c)
+    finally:
+        release_fifos(tmp_path)
+    assert returned, "validate blocked on the trust file"
+    assert isinstance(error, ConfigurationError), error
+    assert (error.group, error.option) == ("trust_file", "path")
+    assert BAD_KINDS[kind] in str(error)
+    assert f"{path} (set in {tmp_path / 'nova.conf'})" in str(error)
+
+
+@pytest.mark.parametrize("content", ["{broken", '{"hosts": {}}'])
+def test_trust_file_content_is_not_judged_at_start_up(tmp_path, content):
+    """The file is data that changes while the scheduler runs: a bad one
+    fails closed at each request, as one written later would, and
+    check-config reports it; it does not keep the scheduler down."""
+    path = tmp_path / "trust.json"
+    path.write_text(content)
+    make_client(trust_conf(tmp_path, path)).close()
+
+
+@pytest.mark.parametrize(("kind", "severity", "needle"), [
+    ("directory", "error", "a directory, not a regular file: {path}"),
+    ("not an object", "error", "must be an object with a 'hosts' object"),
+    ("huge", "error", "more than 67108864 bytes ([trust_file] "
+     "max_file_bytes)"),
+    ("empty", "warning", "trust file {path} lists no host"),
+])
+def test_check_config_judges_the_trust_file(tmp_path, kind, severity,
+                                            needle):
+    """check-config (in-process here; tests/integration/test_cli.py runs
+    the command) reads the file with the file backend's own code."""
+    from trustpool.cmd import checks
+
+    path = tmp_path / "trust.json"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "not an object":
+        path.write_text('["trusted"]')
+    elif kind == "huge":
+        with open(path, "wb") as handle:  # sparse, refused by its size
+            handle.truncate(10 * 1024 ** 3)
+    else:
+        path.write_text('{"hosts": {}}')
+    findings = checks.check(trust_conf(tmp_path, path))
+    assert len(findings) == 1, findings
+    [(found_severity, option, message)] = findings
+    assert (found_severity, option) == (severity, "[trust_file] path")
+    assert needle.format(path=path) in message
+    assert message.endswith(f"(set in {tmp_path / 'nova.conf'})")
+
+
+def test_a_path_no_file_can_have_is_a_configuration_error(tmp_path):
+    c = load_conf(tmp_path, "[trusted_computing]\n"
+                  "attestation_server = 127.0.0.1\n")
+    c.set_override("attestation_server_ca_file", "/etc/nova/ca\x00.pem",
+                   "trusted_computing")
+    with pytest.raises(ConfigurationError) as err:
+        tp_conf.validate(c)
+    assert str(err.value) == (
+        "[trusted_computing] attestation_server_ca_file: not a usable path "
+        "(a NUL character): /etc/nova/ca?.pem")
+
+
+def test_check_config_warns_about_tls_files_keylime_does_not_read(
+        tmp_path, pki):
+    from trustpool.cmd import checks
+
+    c = load_conf(tmp_path, "[trusted_computing]\nbackend = keylime\n"
+                  f"client_cert_file = {pki['client'].cert}\n"
+                  "[keylime]\nverifier_host = 127.0.0.1\n")
+    assert checks.check(c) == [(
+        "warning", "[trusted_computing] client_cert_file",
+        "set, but the 'keylime' backend does not read it "
+        f"(set in {tmp_path / 'nova.conf'})")]
+
+
+@pytest.mark.parametrize("backend", sorted(TLS_BACKENDS))
+def test_check_config_passes_good_tls_files(tmp_path, pki, backend):
+    from trustpool.cmd import checks
+
+    assert checks.check(tls_conf(
+        tmp_path, backend, ca=pki["ca"].cert_path, cert=pki["client"].cert,
+        key=pki["client"].key)) == []
+
+
+def test_a_default_trust_file_path_is_named_as_the_default(tmp_path):
+    if os.path.exists("/etc/nova/trust-levels.json"):
+        pytest.skip("this machine has a trust file at the default path")
+    c = load_conf(tmp_path, "[trusted_computing]\nbackend = file\n")
+    assert tp_conf.file_problems(c) == [(
+        "trust_file", "path",
+        "no such file: /etc/nova/trust-levels.json (the default)")]

@@ -16,7 +16,8 @@ from oslo_config import cfg
 
 from trustpool import conf as tp_conf
 from trustpool import decision_record
-from trustpool.attestation.backends import load_backend
+from trustpool.attestation.backends import backend_class, load_backend
+from trustpool.attestation.backends.oat import OATBackend
 from trustpool.exceptions import ConfigurationError
 from trustpool.openstack import compute
 
@@ -42,11 +43,7 @@ def check(conf: cfg.ConfigOpts) -> list[Finding]:
     for step in _CHECKS:
         findings.extend(step(conf))
     if not any(sev == "error" for sev, _, _ in findings):
-        try:
-            load_backend(conf, group.backend).close()
-        except ConfigurationError as exc:
-            findings.append(("error", f"[{exc.group}] {exc.option}",
-                             str(exc).split(": ", 1)[-1]))
+        findings.extend(_backend(conf, group.backend))
     findings.sort(key=lambda f: f[0] != "error")
     return findings
 
@@ -55,9 +52,45 @@ def _name(option: str, group: str = tp_conf.GROUP) -> str:
     return f"[{group}] {option}"
 
 
+def _backend(conf: cfg.ConfigOpts, name: str) -> list[Finding]:
+    """The backend built as the scheduler builds it, and its own check
+    of the data it reads locally (the file backend's trust file, read and
+    parsed by the backend's own code)."""
+    try:
+        backend = load_backend(conf, name)
+    except ConfigurationError as exc:
+        return [("error", _name(exc.option, exc.group),
+                 str(exc).split(": ", 1)[-1])]
+    try:
+        return [(severity, _name(option, group),
+                 message + tp_conf.where_set(conf, option, group))
+                for severity, group, option, message in backend.self_check()]
+    finally:
+        backend.close()
+
+
 def _files(conf: cfg.ConfigOpts) -> list[Finding]:
-    return [("error", _name(option), problem)
-            for option, problem in tp_conf.file_problems(conf)]
+    try:
+        found = [("error", _name(option, group), problem)
+                 for group, option, problem in tp_conf.file_problems(conf)]
+    except ConfigurationError:
+        return []  # an unknown backend: reported when it is loaded
+    return found + _unread_files(conf)
+
+
+def _unread_files(conf: cfg.ConfigOpts) -> list[Finding]:
+    """[trusted_computing] file options set for a backend that does not
+    read them: Keylime's TLS files are in [keylime], and a certificate
+    set in the wrong group is simply not sent."""
+    group = conf[tp_conf.GROUP]
+    used = {(g, o) for g, o, _ in backend_class(conf, group.backend).FILE_OPTS}
+    found = []
+    for _, option, _kind in OATBackend.FILE_OPTS:
+        if getattr(group, option) and (tp_conf.GROUP, option) not in used:
+            found.append(("warning", _name(option),
+                          f"set, but the {group.backend!r} backend does not "
+                          "read it" + tp_conf.where_set(conf, option)))
+    return found
 
 
 def _server(conf: cfg.ConfigOpts) -> list[Finding]:

@@ -5,9 +5,10 @@ Reads nova.conf the OpenStack way (``--config-file``, ``--config-dir``;
 by default the first ``nova.conf`` and then the first ``trustpool.conf``
 found in ``~/.nova/``, ``~/``, ``/etc/nova/``, ``/etc/``, the later file
 overriding). Exit codes, for scripts and monitoring: 0 all good, 1 a host
-is not trusted (``status``), drift (``audit``) or the configuration has
-errors (``check-config``), 2 the command could not do its job (bad
-configuration, attestation service unreachable).
+is not trusted (``status``; also when the backend lists no host at all),
+drift (``audit``) or the configuration has errors (``check-config``), 2
+the command could not do its job (bad configuration, attestation service
+unreachable).
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def _add_parsers(subparsers: Any) -> None:
                         "node_exporter's textfile collector")
     subparsers.add_parser(
         "check-config", epilog=_exit_codes("check-config"),
-        help="Check the [trusted_computing] configuration and report every "
-        "problem with the option's name.")
+        help="Check the [trusted_computing] configuration and the "
+        "backend's (with every file it reads: CA, client certificate and "
+        "key, trust file) and report every problem with the option's "
+        "name.")
     sync_traits = subparsers.add_parser(
         "sync-traits", epilog=_exit_codes("sync-traits") + "; with "
         "--interval it runs until stopped, logging failed passes",
@@ -198,12 +201,14 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
         client = tp_conf.make_client(conf)
     except ConfigurationError as exc:
         return _fail(str(exc))
+    listed_none = False
     try:
         if not hosts:
             try:
                 hosts = client.backend.list_hosts()
             except NotImplementedError as exc:
                 return _fail(f"{exc}; name the hosts to check")
+            listed_none = not hosts
         reports = client.attest_uncached(hosts) if hosts else {}
     except AttestationError as exc:
         return _fail(str(exc))
@@ -220,6 +225,15 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
             reports[name] for name in dict.fromkeys(hosts)))
     else:
         _table(rows)
+    if listed_none:
+        # Exit 1, not 0: "every listed host is trusted" would be true of
+        # no host at all, and a monitor reading 0 as "the pool is fine"
+        # would miss that no host can take a trusted flavor. The command
+        # did its job (the list was read), so not 2 either.
+        print("trustpool: warning: no host is listed by "
+              f"{client.backend.describe()}; none is trusted",
+              file=sys.stderr)
+        return NOT_TRUSTED
     trusted = all(r["level"] == TrustLevel.TRUSTED.value for r in rows)
     return OK if trusted else NOT_TRUSTED
 

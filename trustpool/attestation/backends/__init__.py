@@ -13,7 +13,7 @@ from trustpool.attestation.backends.base import AttestationBackend
 from trustpool.exceptions import ConfigurationError
 
 __all__ = ["NAMESPACE", "AttestationBackend", "available_backends",
-           "backend_opts", "load_backend", "register_backend",
+           "backend_class", "backend_opts", "load_backend", "register_backend",
            "unregister_backend"]
 
 #: Entry point group of backends; the names in it are what operators type.
@@ -25,13 +25,15 @@ def available_backends() -> list[str]:
     return sorted(extension.ExtensionManager(NAMESPACE).names())
 
 
-def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
-    """Build the backend called ``name`` with ``conf``.
+def backend_class(conf: cfg.ConfigOpts,
+                  name: str) -> type[AttestationBackend]:
+    """The class of the backend called ``name``, not built.
 
-    Registers the backend's own option groups on ``conf`` first.
+    Registers the backend's own option groups on ``conf``, so that they
+    (and the files of :attr:`AttestationBackend.FILE_OPTS`) can be checked
+    before the backend is built.
 
-    :raises ConfigurationError: when no backend has that name, or the
-        backend refuses its options.
+    :raises ConfigurationError: when no backend has that name.
     """
     backend_cls: type[AttestationBackend] | None = _OVERRIDES.get(name)
     if backend_cls is None:
@@ -58,6 +60,18 @@ def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
             "AttestationBackend")
     for group, opts in backend_cls.CONFIG_OPTS:
         conf.register_opts(opts, group=group)
+    return backend_cls
+
+
+def load_backend(conf: cfg.ConfigOpts, name: str) -> AttestationBackend:
+    """Build the backend called ``name`` with ``conf``.
+
+    Registers the backend's own option groups on ``conf`` first.
+
+    :raises ConfigurationError: when no backend has that name, or the
+        backend refuses its options.
+    """
+    backend_cls = backend_class(conf, name)
     try:
         backend: AttestationBackend = backend_cls(conf)
     except (cfg.Error, ValueError) as exc:

@@ -60,6 +60,17 @@ class AttestationBackend(abc.ABC):
     #: can list them without building the backend.
     CONFIG_OPTS: ClassVar[list[tuple[str, list[cfg.Opt]]]] = []
 
+    #: ``(group, option, kind)`` for each option naming a local file this
+    #: backend reads, so that start-up validation and ``trustpool
+    #: check-config`` check every one that is set (it exists, is a regular
+    #: file this user can read, and parses) without building the backend.
+    #: ``kind``: ``"ca"`` (PEM CA certificates), ``"cert"`` (PEM client
+    #: certificate, followed by its key unless a ``"key"`` option is set),
+    #: ``"key"`` (PEM private key of the ``"cert"`` one), ``"data"`` (the
+    #: backend's own format: only opened at start-up, since it may change
+    #: while the service runs; its content is for :meth:`self_check`).
+    FILE_OPTS: ClassVar[list[tuple[str, str, str]]] = []
+
     #: Seconds one :meth:`attest` call may take in all, every request of
     #: it included. HTTP backends set it to ``connect_timeout +
     #: read_timeout``; the client abandons a call that takes longer.
@@ -107,6 +118,15 @@ class AttestationBackend(abc.ABC):
     def describe(self) -> str:
         """Where this backend asks, for logs (no credentials)."""
         return self.name
+
+    def self_check(self) -> list[tuple[str, str, str, str]]:
+        """What ``trustpool check-config`` should report about the data
+        this backend reads locally (its ``"data"`` files), as ``(severity,
+        group, option, message)`` with severity ``"error"`` or
+        ``"warning"``. Never asks the attestation service. Nothing by
+        default.
+        """
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional, nothing by default
         """Release connections; the backend is not used afterwards."""

@@ -30,6 +30,7 @@ from typing import Any
 from oslo_config import cfg
 
 from trustpool.attestation.backends.base import AttestationBackend
+from trustpool.attestation.localfiles import read_regular, require_regular
 from trustpool.attestation.model import HostReport, TrustLevel, fold
 from trustpool.attestation.strictjson import loads_strict
 from trustpool.attestation.timeparse import parse_vtime
@@ -48,7 +49,10 @@ _opts = [
         "'file' attestation backend: {\"hosts\": {\"node1\": \"trusted\", "
         "\"node2\": {\"level\": \"untrusted\", \"timestamp\": \"...\"}}, "
         "\"timestamp\": \"...\"}. Read again whenever it changes; a missing "
-        "or malformed file makes every host 'unknown'. It must be a regular "
+        "or malformed file makes every host 'unknown' (when the scheduler "
+        "starts, a file that cannot be opened stops it, naming this "
+        "option; 'trustpool check-config' also parses it). It must be a "
+        "regular "
         "file (a symbolic link to one is fine): a FIFO, device or directory "
         "is refused, as is a key given twice in one object. Whoever can "
         "write it decides which hosts are trusted: a file writable by its "
@@ -61,7 +65,6 @@ _opts = [
 ]
 
 _LEVELS = {level.value: level for level in TrustLevel}
-_READ_CHUNK = 1024 * 1024
 
 #: (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): what says "the
 #: file changed". ctime because ``os.utime`` can put an in-place rewrite's
@@ -83,6 +86,7 @@ class FileBackend(AttestationBackend):
 
     name = "file"
     CONFIG_OPTS = [(GROUP, _opts)]
+    FILE_OPTS = [(GROUP, "path", "data")]
 
     #: A file whose ctime or mtime is this recent is read again on the
     #: next call even if its signature did not change: timestamps have a
@@ -115,6 +119,20 @@ class FileBackend(AttestationBackend):
     def list_hosts(self) -> list[str]:
         return sorted(self._load())
 
+    def self_check(self) -> list[tuple[str, str, str, str]]:
+        """The file read and parsed as a request would: an error if it
+        cannot be used, a warning if it lists no host (then no host can
+        be trusted, and nothing else says so)."""
+        try:
+            hosts = self.list_hosts()
+        except AttestationError as exc:
+            return [("error", GROUP, "path", str(exc))]
+        if not hosts:
+            return [("warning", GROUP, "path",
+                     f"trust file {self.path} lists no host: every host is "
+                     "'unknown', so no trusted flavor can be placed")]
+        return []
+
     def _load(self) -> dict[str, HostReport]:
         try:
             found = os.stat(self.path)
@@ -122,7 +140,7 @@ class FileBackend(AttestationBackend):
             raise AttestationError(
                 f"cannot read trust file {self.path}: {exc.strerror}"
             ) from None
-        _require_regular(self.path, found.st_mode)
+        require_regular(self.path, found.st_mode, "trust file")
         # Bounded even if an earlier reader is stuck in the kernel (a hung
         # network file system): the caller gets an error, not a wait.
         if not self._lock.acquire(timeout=self.timeout):
@@ -146,53 +164,19 @@ class FileBackend(AttestationBackend):
               ) -> tuple[bytes, os.stat_result]:
         """The file's bytes, and the status of the file actually read.
 
-        Opened non-blocking (a FIFO swapped in after the ``stat`` must not
-        block the open, as opening a FIFO for reading does until a writer
-        comes) and checked again on the open descriptor: not regular, or
-        not the file that was examined, is refused.
+        Opened non-blocking and checked again on the open descriptor
+        (:func:`~trustpool.attestation.localfiles.read_regular`): a FIFO
+        swapped in after the ``stat`` does not block the open, and a file
+        that is not regular, or not the one examined, is refused.
         """
-        if expected.st_size > self._max_bytes:
-            raise self._too_big(expected.st_size)
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK
-                         | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
+        raw, opened = read_regular(self.path, self._max_bytes, "trust file",
+                                   f"[{GROUP}] max_file_bytes")
+        if (opened.st_dev, opened.st_ino) != (expected.st_dev,
+                                              expected.st_ino):
             raise AttestationError(
-                f"cannot read trust file {self.path}: {exc.strerror}"
-            ) from None
-        try:
-            opened = os.fstat(fd)
-            _require_regular(self.path, opened.st_mode)
-            if (opened.st_dev, opened.st_ino) != (expected.st_dev,
-                                                  expected.st_ino):
-                raise AttestationError(
-                    f"trust file {self.path} was replaced while being "
-                    "opened; it is read again on the next request",
-                    "other")
-            parts: list[bytes] = []
-            size = 0
-            while size <= self._max_bytes:
-                chunk = os.read(fd, min(_READ_CHUNK,
-                                        self._max_bytes + 1 - size))
-                if not chunk:
-                    break
-                parts.append(chunk)
-                size += len(chunk)
-        except OSError as exc:
-            raise AttestationError(
-                f"cannot read trust file {self.path}: {exc.strerror}"
-            ) from None
-        finally:
-            os.close(fd)
-        if size > self._max_bytes:
-            raise self._too_big(size, grew=True)
-        return b"".join(parts), opened
-
-    def _too_big(self, size: int, grew: bool = False) -> AttestationError:
-        amount = f"more than {self._max_bytes}" if grew else str(size)
-        return AttestationError(
-            f"trust file {self.path} has {amount} bytes, over "
-            f"[{GROUP}] max_file_bytes ({self._max_bytes})", "malformed")
+                f"trust file {self.path} was replaced while being "
+                "opened; it is read again on the next request", "other")
+        return raw, opened
 
     def _warn_if_writable(self, found: os.stat_result) -> None:
         """Warn once per file: whoever can write it decides which hosts
@@ -269,21 +253,6 @@ class FileBackend(AttestationBackend):
 def _signature(found: os.stat_result) -> _Signature:
     return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns,
             found.st_ctime_ns)
-
-
-_KINDS = ((stat_mod.S_ISDIR, "a directory"), (stat_mod.S_ISFIFO, "a FIFO"),
-          (stat_mod.S_ISSOCK, "a socket"),
-          (stat_mod.S_ISCHR, "a character device"),
-          (stat_mod.S_ISBLK, "a block device"))
-
-
-def _require_regular(path: str, mode: int) -> None:
-    if stat_mod.S_ISREG(mode):
-        return
-    kind = next((name for test, name in _KINDS if test(mode)),
-                "not a file")
-    raise AttestationError(
-        f"trust file {path} is {kind}, not a regular file; it is not read")
 
 
 def _short(value: Any) -> str:

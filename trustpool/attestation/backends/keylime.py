@@ -224,6 +224,9 @@ class KeylimeBackend(AttestationBackend):
 
     name = "keylime"
     CONFIG_OPTS = [(GROUP, _opts), (TC_GROUP, TRANSPORT_OPTS)]
+    # [keylime]'s own: the [trusted_computing] TLS files are not read
+    FILE_OPTS = [(GROUP, "ca_file", "ca"), (GROUP, "client_cert_file", "cert"),
+                 (GROUP, "client_key_file", "key")]
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)

@@ -115,6 +115,9 @@ class OATBackend(AttestationBackend):
 
     name = "oat"
     CONFIG_OPTS = [(GROUP, SERVER_OPTS + TRANSPORT_OPTS)]
+    FILE_OPTS = [(GROUP, "attestation_server_ca_file", "ca"),
+                 (GROUP, "client_cert_file", "cert"),
+                 (GROUP, "client_key_file", "key")]
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)
