@@ -25,12 +25,13 @@ only providers whose state changes are written.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from oslo_config import cfg
 
@@ -41,7 +42,7 @@ from trustpool.conf import register_trait_opts as register_opts
 from trustpool.conf import secret_values, trait_name
 from trustpool.openstack.placement import PlacementAPI
 
-__all__ = ["SyncResult", "run_forever", "sync"]
+__all__ = ["AddGate", "SyncResult", "run_forever", "sync"]
 
 LOG = logging.getLogger(__name__)
 #: ``run_forever`` never waits less than this between the starts of two
@@ -70,6 +71,9 @@ class SyncResult:
     removed: int = 0
     unchanged: int = 0
     errors: int = 0
+    #: additions an :class:`AddGate` refused (a revocation event came
+    #: after this pass's attestation started)
+    withheld: int = 0
     attestation_failed: str | None = None
     failed: str | None = None
 
@@ -82,6 +86,8 @@ class SyncResult:
         text = (f"sync-traits: {self.seen} providers seen, {self.added} "
                 f"added, {self.removed} removed, {self.unchanged} "
                 f"unchanged, {self.errors} errors")
+        if self.withheld:
+            text += f", {self.withheld} withheld after a revocation event"
         if self.failed:
             text += f" ({self.failed})"
         return text
@@ -91,10 +97,29 @@ class SyncResult:
             self.failed = reason
 
 
+class AddGate(Protocol):
+    """What stands between a pass and adding the trait: the revocation
+    events of the same service (:class:`trustpool.revocation.Ledger`)."""
+
+    def attestation_started(self) -> float:
+        """Called just before the pass attests; its result is the
+        ``attested_at`` given to :meth:`adding`."""
+
+    def adding(self, host: str, attested_at: float | None
+               ) -> contextlib.AbstractContextManager[bool]:
+        """Held while the trait is added to ``host``; yields whether an
+        attestation that started at ``attested_at`` may add it."""
+
+
 def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
-         client: AttestationClient) -> SyncResult:
+         client: AttestationClient, *,
+         gate: AddGate | None = None) -> SyncResult:
     """One pass: attest every compute node in one batch, then make the
     carriers of the trait exactly the compute nodes attested trusted.
+
+    With ``gate``, an addition happens only while the gate allows it (a
+    host that lost trust by an event after the attestation started keeps
+    no trait from this pass; it is counted in ``withheld``).
 
     The outermost boundary of a pass: never raises (any exception type).
     A failure is in the result (``failed``, ``errors``,
@@ -104,7 +129,7 @@ def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
     """
     result = SyncResult()
     redact = _redactor(conf)
-    work = _Pass(conf, placement, client, result, redact)
+    work = _Pass(conf, placement, client, result, redact, gate)
     try:
         work.run()
     except Exception as exc:  # noqa: BLE001 - the outermost boundary
@@ -168,8 +193,11 @@ class _Pass:
 
     def __init__(self, conf: cfg.ConfigOpts, placement: PlacementAPI,
                  client: AttestationClient, result: SyncResult,
-                 redact: Redactor) -> None:
+                 redact: Redactor, gate: AddGate | None = None) -> None:
         self.conf = conf
+        self.gate = gate
+        #: when the attestation of this pass started (the gate's clock)
+        self.attested_at: float | None = None
         self.placement = placement
         self.client = client
         self.result = result
@@ -237,6 +265,8 @@ class _Pass:
             return {}, dict.fromkeys(self.carriers or (), reason)
         by_name = {p["name"]: uuid for uuid, p in computes.items()}
         try:
+            if self.gate is not None:
+                self.attested_at = self.gate.attestation_started()
             reports = (self.client.attest_uncached(list(by_name))
                        if by_name else {})
             proven: dict[str, dict[str, Any]] = {}
@@ -296,8 +326,21 @@ class _Pass:
             self.handled.add(provider["uuid"])
         try:
             assert self.trait is not None  # set before any change
-            wrote = self.placement.set_trait(provider["uuid"], self.trait,
-                                             want)
+            if want and self.gate is not None:
+                with self.gate.adding(provider["name"],
+                                      self.attested_at) as allowed:
+                    if not allowed:
+                        LOG.warning(
+                            "sync-traits: %s (%s) does not gain %s: a "
+                            "revocation event for it came after this "
+                            "pass's attestation started", provider["name"],
+                            provider["uuid"], self.trait)
+                        return "withheld"
+                    wrote = self.placement.set_trait(
+                        provider["uuid"], self.trait, want)
+            else:
+                wrote = self.placement.set_trait(provider["uuid"],
+                                                 self.trait, want)
         except Exception as exc:  # noqa: BLE001 - counted, pass goes on
             LOG.error("sync-traits: %s (%s): could not %s %s (%s): %s: %s",
                       provider["name"], provider["uuid"],

@@ -21,7 +21,7 @@ from oslo_config import cfg
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
-from trustpool import drift, trait_sync
+from trustpool import drift, revocation, trait_sync
 from trustpool.attestation import (
     AttestationError,
     ConfigurationError,
@@ -100,6 +100,7 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
     compute.register_opts(conf)
     placement.register_opts(conf)
     tp_conf.register_trait_opts(conf)
+    revocation.register_opts(conf)
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=_add_parsers))
     tp_conf.register_opts(conf)
@@ -179,7 +180,19 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
         return _fail(str(exc))
     try:
         if interval is not None:
-            trait_sync.run_forever(conf, api, client, interval)
+            # periodic passes and, when configured, revocation events in
+            # one service, sharing what each knows of trust lost
+            try:
+                events = revocation.start(conf, api)
+            except ConfigurationError as exc:
+                return _fail(str(exc))
+            try:
+                trait_sync.run_forever(
+                    conf, api, client, interval,
+                    pass_=events.sync_pass() if events else None)
+            finally:
+                if events is not None:
+                    events.stop()
             return OK
         # a pass never raises: it reports how it failed in its result
         result = trait_sync.sync(conf, api, client)
