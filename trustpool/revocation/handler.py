@@ -4,10 +4,13 @@
 Only ever a removal. The trait comes back only from a later periodic pass
 whose attestation started after the event (see :mod:`.ledger`).
 
-The answer to the verifier follows Placement: "done" (200) only once no
-provider named after the host carries the trait any more, read back from
-Placement under the host's lock; anything else raises, and the HTTP layer
-answers 5xx so that Keylime sends the event again.
+The answer to the verifier follows Placement: "done" (200) only once
+Placement said that no provider named after the host carries the trait
+(it listed none), or accepted the write that removed it (a generation-
+checked PUT, retried on conflict); anything else raises, and the HTTP
+layer answers 5xx so that Keylime sends the event again. The host's lock
+(the ledger) is held throughout, so no gated pass adds the trait back in
+between.
 
 The instances of trusted flavors still running on the host are listed
 through the Nova API afterwards, in a worker thread of its own: the trait
@@ -108,9 +111,6 @@ class RevocationHandler:
                 wrote = self._placement.set_trait(provider["uuid"],
                                                   self._trait, False)
                 done.append((provider, wrote))
-            # read back: the answer says "durable", so make sure
-            if self._placement.providers(self._trait, name=host):
-                raise _StillThere(f"{host} still carries {self._trait}")
             return done
         except Exception:
             self._trait_known = False  # ask again next time
@@ -119,10 +119,6 @@ class RevocationHandler:
     def close(self) -> None:
         if self._nova is not None:
             self._nova.close()
-
-
-class _StillThere(Exception):
-    """Placement still shows the trait after the removal."""
 
 
 def _now() -> str:
