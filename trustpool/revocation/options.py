@@ -95,8 +95,11 @@ def listen_address(conf: cfg.ConfigOpts) -> tuple[str, int] | None:
     if not value:
         return None
     host, sep, port = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
+    elif ":" in host:
+        host = ""  # IPv6 without brackets: which colon ends it?
     try:
         ipaddress.ip_address(host)
         number = int(port, 10) if port.isdigit() else -1
