@@ -11,8 +11,11 @@ import json
 import logging
 import os
 import random
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid as uuidlib
@@ -436,3 +439,71 @@ def test_client_certificates_when_client_ca_file_is_set(events, hosts, key,
     r = post(service, data, pki, cert=(str(client.cert), str(client.key)))
     assert r.status_code == 200
     assert hosts.carrying() == set(hosts.names) - {hosts.names[0]}
+
+
+def test_sync_traits_interval_runs_passes_and_events_in_one_service(
+        tmp_path, placement, key, pki, oat_server):
+    """The command itself: ``trustpool sync-traits --interval`` with
+    ``[trustpool_events]`` set, in a process of its own."""
+    made = Hosts(placement, 2)
+    process = None
+    try:
+        victim, bystander = made.names
+        for uuid in made.uuids.values():
+            placement.put_traits(uuid, {"COMPUTE_NODE", KEEP})
+        oat_server.levels = dict.fromkeys(made.names, "trusted")
+        port = free_port()
+        config = tmp_path / "nova.conf"
+        config.write_text(f"""
+[trusted_computing]
+attestation_server = 127.0.0.1
+attestation_port = {oat_server.port}
+attestation_api_url = {oat_server.api_url}
+attestation_server_ca_file = {pki["ca"].cert_path}
+[placement]
+auth_type = admin_token
+endpoint = {placement.url}
+token = admin
+endpoint_override = {placement.url}
+[trustpool_events]
+listen = 127.0.0.1:{port}
+cert_file = {pki["server"].cert}
+key_file = {pki["server"].key}
+revocation_cert_file = {key.cert_path}
+""")
+        log = open(tmp_path / "service.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trustpool.cmd.main", "--config-file",
+             str(config), "sync-traits", "--interval", "0.5"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def wait_for(condition, what):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if condition():
+                    return
+                assert process.poll() is None, (
+                    tmp_path / "service.log").read_text()[-3000:]
+                time.sleep(0.1)
+            raise AssertionError(f"not within 60 s: {what}")
+
+        wait_for(lambda: made.carrying() == {victim, bystander},
+                 "the first pass")
+        # the verifier's verdict: untrusted from now on, and an event
+        oat_server.levels[victim] = "untrusted"
+        r = requests.post(f"https://127.0.0.1:{port}/",
+                          data=ke.signed_body(key, victim), timeout=15,
+                          verify=str(pki["ca"].cert_path))
+        assert (r.status_code, r.json()) == (200, {"result": "removed"})
+        assert made.carrying() == {bystander}
+        polls = oat_server.polls()
+        wait_for(lambda: oat_server.polls() >= polls + 2, "two more passes")
+        assert made.carrying() == {bystander}
+        text = (tmp_path / "service.log").read_text()
+        assert "trustpool.trust_lost" in text
+        assert "listening for Keylime revocation events" in text
+    finally:
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(10)
+        made.delete()

@@ -319,3 +319,69 @@ def test_a_bad_key_file_names_the_option_not_the_key(conf, pki, tmp_path):
     assert "[trustpool_events] cert_file" in str(caught.value)
     assert pki["client"].key_pem.decode().splitlines()[1] not in str(
         caught.value)
+
+
+# -- instances on a host that lost trust ------------------------------------
+
+class _Compute:
+    """The one Nova call the instance list makes, answered from a list."""
+
+    def __init__(self, servers=None, fail=False):
+        self._servers = servers or []
+        self._fail = fail
+        self.asked = threading.Event()
+
+    def servers(self):
+        self.asked.set()
+        if self._fail:
+            from trustpool.openstack.compute import NovaAPIError
+            raise NovaAPIError("Nova API GET /servers/detail: 503")
+        return iter(self._servers)
+
+
+def _server(uuid, host, trusted=True):
+    specs = {"trust:trusted_host": "trusted"} if trusted else {}
+    return {"id": uuid, "name": uuid, "tenant_id": "p",
+            "OS-EXT-SRV-ATTR:host": host,
+            "OS-EXT-SRV-ATTR:hypervisor_hostname": host,
+            "flavor": {"extra_specs": specs}}
+
+
+def _events(caplog, name):
+    return [json.loads(r.getMessage()) for r in caplog.records
+            if r.name == "trustpool.audit"
+            and json.loads(r.getMessage())["event"] == name]
+
+
+def test_the_instances_of_trusted_flavors_there_are_listed(conf, key, check,
+                                                          caplog):
+    compute = _Compute([_server("i-1", "n1"), _server("i-2", "n1", False),
+                        _server("i-3", "n2")])
+    placement = _RecordingPlacement()
+    handler = RevocationHandler(conf, placement, Ledger(), AgentIds(conf),
+                                "CUSTOM_T", compute)
+    with caplog.at_level(logging.INFO):
+        assert handler.handle(read(ke.signed_body(key, "n1"), check)) == (
+            "removed")
+        handler._nova.join(10)
+    [event] = _events(caplog, "trustpool.trust_lost_instances")
+    assert event["host"] == "n1"
+    assert event["event_id"] == "pcr_validation.invalid_pcr_15"
+    assert [i["instance"] for i in event["instances"]] == ["i-1"]
+    handler.close()
+
+
+def test_a_nova_failure_costs_only_the_list(conf, key, check, caplog):
+    placement = _RecordingPlacement()
+    handler = RevocationHandler(conf, placement, Ledger(), AgentIds(conf),
+                                "CUSTOM_T", _Compute(fail=True))
+    with caplog.at_level(logging.INFO):
+        assert handler.handle(read(ke.signed_body(key, "n1"), check)) == (
+            "removed")
+        handler._nova.join(10)
+    assert placement.writes == [("uuid-n1", "CUSTOM_T", False)]
+    assert _events(caplog, "trustpool.trust_lost")
+    assert not _events(caplog, "trustpool.trust_lost_instances")
+    assert "could not list the instances" in caplog.text
+    assert "NovaAPIError" in caplog.text
+    handler.close()

@@ -27,6 +27,7 @@ import json
 import logging
 import socket
 import ssl
+import sys
 import threading
 from typing import Any
 
@@ -93,8 +94,6 @@ class _Server(http.server.ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A failed handshake, a cut connection, a timeout: the type only
         (a traceback could quote what the client sent)."""
-        import sys
-
         exc = sys.exc_info()[1]
         LOG.info("revocation listener: connection from %s ended: %s",
                  client_address[0] if client_address else "?",
