@@ -390,3 +390,19 @@ def test_a_nova_failure_costs_only_the_list(conf, key, check, caplog):
     assert "could not list the instances" in caplog.text
     assert "NovaAPIError" in caplog.text
     handler.close()
+
+
+def test_plain_http_only_by_name_and_with_a_warning(conf, key, caplog):
+    options.register_opts(conf)
+    for name, value in {"listen": f"127.0.0.1:{free_port()}",
+                        "allow_plain_http": True,
+                        "revocation_cert_file": str(key.cert_path)}.items():
+        conf.set_override(name, value, options.GROUP)
+    with caplog.at_level(logging.WARNING):
+        service = start_events(conf, placement=None)
+    try:
+        assert service.url.startswith("http://127.0.0.1:")
+        assert "travel in plain text" in caplog.text
+        assert "UNSIGNED" not in caplog.text
+    finally:
+        service.stop()
