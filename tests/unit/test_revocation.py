@@ -406,3 +406,19 @@ def test_plain_http_only_by_name_and_with_a_warning(conf, key, caplog):
         assert "UNSIGNED" not in caplog.text
     finally:
         service.stop()
+
+
+def test_check_config_reports_the_event_listener(conf, pki):
+    from trustpool.cmd import checks
+
+    options.register_opts(conf)
+    conf.set_override("attestation_server", "oat.example.org",
+                      "trusted_computing")
+    assert not [f for f in checks.check(conf) if "events" in f[1]]
+    conf.set_override("listen", "127.0.0.1:8992", options.GROUP)
+    assert ("error", "[trustpool_events] cert_file") in [
+        f[:2] for f in checks.check(conf)]
+    conf.set_override("cert_file", str(pki["server"].cert), options.GROUP)
+    conf.set_override("key_file", str(pki["server"].key), options.GROUP)
+    assert [f[:2] for f in checks.check(conf) if "events" in f[1]] == [
+        ("warning", "[trustpool_events] revocation_cert_file")]
