@@ -7,9 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
+import ssl
 import threading
+import time
 
 import pytest
+import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from hypothesis import HealthCheck, given, settings
@@ -422,3 +426,36 @@ def test_check_config_reports_the_event_listener(conf, pki):
     conf.set_override("key_file", str(pki["server"].key), options.GROUP)
     assert [f[:2] for f in checks.check(conf) if "events" in f[1]] == [
         ("warning", "[trustpool_events] revocation_cert_file")]
+
+
+def test_connections_beyond_max_connections_are_closed(conf, pki):
+    options.register_opts(conf)
+    for name, value in {"listen": f"127.0.0.1:{free_port()}",
+                        "cert_file": str(pki["server"].cert),
+                        "key_file": str(pki["server"].key),
+                        "max_connections": 1,
+                        "request_timeout": 20.0}.items():
+        conf.set_override(name, value, options.GROUP)
+    service = start_events(conf, placement=None)
+    context = ssl.create_default_context(cafile=str(pki["ca"].cert_path))
+    try:
+        holder = context.wrap_socket(socket.create_connection(
+            ("127.0.0.1", service.listener.port)),
+            server_hostname="127.0.0.1")
+        holder.sendall(b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\n")
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(service.url, data=b"{}", timeout=15,
+                          verify=str(pki["ca"].cert_path))
+        holder.close()
+        # the slot is free again: a bad body gets its 400
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                r = requests.post(service.url, data=b"{}", timeout=15,
+                                  verify=str(pki["ca"].cert_path))
+                break
+            except requests.exceptions.ConnectionError:
+                assert time.monotonic() < deadline
+        assert r.status_code == 400
+    finally:
+        service.stop()
