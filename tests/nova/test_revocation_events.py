@@ -31,6 +31,7 @@ from trustpool.conf import make_client
 from trustpool.openstack.placement import PlacementAPI
 
 from tests.support import keylime_events as ke
+from tests.support import leakcheck
 from tests.support.config import point_at
 from tests.support.placement_server import PlacementServer
 from tests.support.placement_server import _free_port as free_port
@@ -516,6 +517,7 @@ revocation_cert_file = {key.cert_path}
         text = (tmp_path / "service.log").read_text()
         assert "trustpool.trust_lost" in text
         assert "listening for Keylime revocation events" in text
+        assert not leakcheck.scan_text(text)  # no key, no certificate
     finally:
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
