@@ -21,7 +21,7 @@ from trustpool import conf as tp_conf
 from trustpool.attestation import EXTRA_SPEC, AttestationClient, TrustLevel
 from trustpool.openstack.compute import ComputeAPI
 
-__all__ = ["DISABLE_REASON", "drift"]
+__all__ = ["DISABLE_REASON", "drift", "instances_on"]
 
 LOG = logging.getLogger(__name__)
 DISABLE_REASON = "trustpool: host not trusted"
@@ -79,3 +79,21 @@ def drift(conf: cfg.ConfigOpts, compute: ComputeAPI,
             "checked_instances": len(trusted),
             "checked_hosts": names,
             "drift": rows, "disabled_hosts": disabled}
+
+
+def instances_on(conf: cfg.ConfigOpts, compute: ComputeAPI,
+                 host: str) -> list[dict[str, Any]]:
+    """The instances of trusted flavors running on the host whose
+    attestation name is ``host``: the drift report for one host already
+    known not to be trusted (a revocation event), so nothing is attested.
+
+    :raises trustpool.openstack.compute.NovaAPIError: the Nova API failed.
+    """
+    identity = tp_conf.host_identity(conf)
+    return [{"instance": s["id"], "name": s.get("name"),
+             "project_id": s.get("tenant_id"),
+             "host": s["OS-EXT-SRV-ATTR:host"]}
+            for s in compute.servers()
+            if ((s.get("flavor") or {}).get("extra_specs") or {}).get(
+                EXTRA_SPEC) == "trusted"
+            and identity.name_of_server(s) == host]

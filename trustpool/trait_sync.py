@@ -32,6 +32,7 @@ mapped is not proven trusted, and the pass fails saying why.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -51,7 +52,7 @@ from trustpool.exceptions import TrustpoolError
 from trustpool.openstack.compute import UnavailableComputeAPI
 from trustpool.openstack.placement import PlacementAPI
 
-__all__ = ["SyncResult", "run_forever", "sync"]
+__all__ = ["AddGate", "SyncResult", "run_forever", "sync"]
 
 LOG = logging.getLogger(__name__)
 #: ``run_forever`` never waits less than this between the starts of two
@@ -86,6 +87,9 @@ class SyncResult:
     removed: int = 0
     unchanged: int = 0
     errors: int = 0
+    #: additions an :class:`AddGate` refused (a revocation event came
+    #: after this pass's attestation started)
+    withheld: int = 0
     attestation_failed: str | None = None
     failed: str | None = None
     hosts: dict[str, HostReport] | None = None
@@ -100,6 +104,8 @@ class SyncResult:
         text = (f"sync-traits: {self.seen} providers seen, {self.added} "
                 f"added, {self.removed} removed, {self.unchanged} "
                 f"unchanged, {self.errors} errors")
+        if self.withheld:
+            text += f", {self.withheld} withheld after a revocation event"
         if self.failed:
             text += f" ({self.failed})"
         return text
@@ -116,9 +122,24 @@ class ComputeNodeSource(Protocol):
     def compute_nodes(self) -> list[ComputeNode]: ...
 
 
+class AddGate(Protocol):
+    """What stands between a pass and adding the trait: the revocation
+    events of the same service (:class:`trustpool.revocation.Ledger`)."""
+
+    def attestation_started(self) -> float:
+        """Called just before the pass attests; its result is the
+        ``attested_at`` given to :meth:`adding`."""
+
+    def adding(self, host: str, attested_at: float | None
+               ) -> contextlib.AbstractContextManager[bool]:
+        """Held while the trait is added to ``host``; yields whether an
+        attestation that started at ``attested_at`` may add it."""
+
+
 def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
          client: AttestationClient,
-         compute: ComputeNodeSource | None = None) -> SyncResult:
+         compute: ComputeNodeSource | None = None, *,
+         gate: AddGate | None = None) -> SyncResult:
     """One pass: attest every compute node in one batch, then make the
     carriers of the trait exactly the compute nodes attested trusted.
 
@@ -126,6 +147,10 @@ def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
     each compute node by its service host; without it (or when it fails)
     no compute node can be named, so none keeps the trait and the pass
     fails.
+
+    With ``gate``, an addition happens only while the gate allows it (a
+    host that lost trust by an event after the attestation started keeps
+    no trait from this pass; it is counted in ``withheld``).
 
     The outermost boundary of a pass: never raises (any exception type).
     A failure is in the result (``failed``, ``errors``,
@@ -135,7 +160,7 @@ def sync(conf: cfg.ConfigOpts, placement: PlacementAPI,
     """
     result = SyncResult()
     redact = _redactor(conf)
-    work = _Pass(conf, placement, client, result, redact, compute)
+    work = _Pass(conf, placement, client, result, redact, compute, gate)
     try:
         work.run()
     except Exception as exc:  # noqa: BLE001 - the outermost boundary
@@ -205,8 +230,14 @@ class _Pass:
     def __init__(self, conf: cfg.ConfigOpts, placement: PlacementAPI,
                  client: AttestationClient, result: SyncResult,
                  redact: Redactor,
-                 compute: ComputeNodeSource | None = None) -> None:
+                 compute: ComputeNodeSource | None = None,
+                 gate: AddGate | None = None) -> None:
         self.conf = conf
+        self.gate = gate
+        #: when the attestation of this pass started (the gate's clock)
+        self.attested_at: float | None = None
+        #: provider uuid -> the name the attestation service knows it by
+        self.names: dict[str, str] = {}
         self.placement = placement
         self.client = client
         self.compute = compute or UnavailableComputeAPI(
@@ -275,11 +306,14 @@ class _Pass:
                       reason, self.trait)
             return {}, dict.fromkeys(self.carriers or (), reason)
         names = self._name(computes, why_not)
+        self.names = names
         asked = sorted(set(names.values()))
         self.result.hosts = {name: self._unknown(name, "no attestation "
                                                  "answer")
                              for name in asked}
         try:
+            if self.gate is not None:
+                self.attested_at = self.gate.attestation_started()
             reports = (self.client.attest_uncached(asked) if asked else {})
             self.result.attested_at = time.time()
             proven: dict[str, dict[str, Any]] = {}
@@ -396,8 +430,22 @@ class _Pass:
             self.handled.add(provider["uuid"])
         try:
             assert self.trait is not None  # set before any change
-            wrote = self.placement.set_trait(provider["uuid"], self.trait,
-                                             want)
+            if want and self.gate is not None:
+                # keyed like the events: by the attestation service's name
+                host = self.names.get(provider["uuid"], provider["name"])
+                with self.gate.adding(host, self.attested_at) as allowed:
+                    if not allowed:
+                        LOG.warning(
+                            "sync-traits: %s (%s) does not gain %s: a "
+                            "revocation event for it came after this "
+                            "pass's attestation started", provider["name"],
+                            provider["uuid"], self.trait)
+                        return "withheld"
+                    wrote = self.placement.set_trait(
+                        provider["uuid"], self.trait, want)
+            else:
+                wrote = self.placement.set_trait(provider["uuid"],
+                                                 self.trait, want)
         except Exception as exc:  # noqa: BLE001 - counted, pass goes on
             LOG.error("sync-traits: %s (%s): could not %s %s (%s): %s: %s",
                       provider["name"], provider["uuid"],

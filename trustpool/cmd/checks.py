@@ -20,6 +20,7 @@ from trustpool.attestation.backends import backend_class, load_backend
 from trustpool.attestation.backends.oat import OATBackend
 from trustpool.exceptions import ConfigurationError
 from trustpool.openstack import compute
+from trustpool.revocation import options as events_options
 
 __all__ = ["Finding", "check"]
 
@@ -158,5 +159,28 @@ def _audit_file(conf: cfg.ConfigOpts) -> list[Finding]:
     return [("error", _name("audit_log_file"), problem)] if problem else []
 
 
+def _events(conf: cfg.ConfigOpts) -> list[Finding]:
+    """The revocation listener of sync-traits --interval, when set."""
+    group_name = events_options.GROUP
+    try:
+        if events_options.listen_address(conf) is None:
+            return []
+        events_options.validate(conf)
+    except ConfigurationError as exc:
+        return [("error", f"[{exc.group}] {exc.option}",
+                 str(exc).split(": ", 1)[-1])]
+    group = conf[group_name]
+    found = []
+    if not group.revocation_cert_file:
+        found.append(("warning", _name("revocation_cert_file", group_name),
+                      "not set: revocation events are accepted unsigned, "
+                      "so anyone who can reach the listener can take trust "
+                      "away from any host"))
+    if group.allow_plain_http:
+        found.append(("warning", _name("allow_plain_http", group_name),
+                      "revocation events travel in plain text"))
+    return found
+
+
 _CHECKS: list[Callable[[cfg.ConfigOpts], list[Finding]]] = [
-    _server, _files, _transport, _host_naming, _audit_file]
+    _server, _files, _transport, _host_naming, _audit_file, _events]

@@ -25,7 +25,7 @@ from oslo_config import cfg
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
-from trustpool import drift, metrics, trait_sync
+from trustpool import drift, metrics, revocation, trait_sync
 from trustpool.attestation import (
     AttestationError,
     ConfigurationError,
@@ -148,6 +148,7 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
     compute.register_opts(conf)
     placement.register_opts(conf)
     tp_conf.register_trait_opts(conf)
+    revocation.register_opts(conf)
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=_add_parsers))
     tp_conf.register_opts(conf)
@@ -240,13 +241,12 @@ def _status(conf: cfg.ConfigOpts, hosts: list[str], fmt: str) -> int:
 
 def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
                  api: Any, compute_api: Any) -> int:
+    given_compute = compute_api
     try:
         tp_conf.trait_name(conf)
         client = tp_conf.make_client(conf)
         if api is None:
             api = placement.PlacementAPI(placement.adapter_from_conf(conf))
-        measured = (metrics.serve(conf, client) if interval is not None
-                    else None)
     except ConfigurationError as exc:
         return _fail(str(exc))
     if compute_api is None and \
@@ -254,9 +254,8 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
         compute_api = _nova_for_names(conf)
     try:
         if interval is not None:
-            trait_sync.run_forever(conf, api, client, interval,
-                                   compute=compute_api, pass_=measured)
-            return OK
+            return _serve(conf, api, client, interval, compute_api,
+                          given_compute)
         # a pass never raises: it reports how it failed in its result
         result = trait_sync.sync(conf, api, client, compute_api)
     finally:
@@ -265,6 +264,30 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
     if not result.ok:
         return _fail(f"sync-traits failed: {result.failed}")
     return OK
+
+
+def _serve(conf: cfg.ConfigOpts, api: Any, client: Any, interval: float,
+           compute_api: Any, events_compute: Any) -> int:
+    """``sync-traits --interval``: periodic passes and, when configured,
+    Keylime revocation events and Prometheus metrics, in one service: the
+    events gate the passes (no trait back from an attestation older than
+    a revocation), the metrics measure the gated pass."""
+    try:
+        events = revocation.start(conf, api, events_compute)
+    except ConfigurationError as exc:
+        return _fail(str(exc))
+    try:
+        gated = events.sync_pass() if events is not None else None
+        try:
+            one_pass = metrics.serve(conf, client, gated) or gated
+        except ConfigurationError as exc:
+            return _fail(str(exc))
+        trait_sync.run_forever(conf, api, client, interval,
+                               compute=compute_api, pass_=one_pass)
+        return OK
+    finally:
+        if events is not None:
+            events.stop()
 
 
 def _nova_for_names(conf: cfg.ConfigOpts) -> Any:

@@ -35,13 +35,15 @@ def missing() -> str | None:
     return None
 
 
-def serve(conf: cfg.ConfigOpts, client: AttestationClient
+def serve(conf: cfg.ConfigOpts, client: AttestationClient,
+          one_pass: Callable[..., Any] | None = None
           ) -> Callable[..., Any] | None:
     """Start the ``[trustpool_traits] metrics_listen`` listener, if one is
     configured, and measure ``client`` for it.
 
-    :returns: a drop-in for :func:`trustpool.trait_sync.sync` that records
-        each pass, or ``None`` when no listener is configured.
+    :returns: ``one_pass`` (by default :func:`trustpool.trait_sync.sync`)
+        measured, a drop-in that records each pass; or ``None`` when no
+        listener is configured.
     :raises ConfigurationError: naming the option and its value, when the
         value is malformed, the address cannot be bound, or
         prometheus_client is missing.
@@ -57,7 +59,7 @@ def serve(conf: cfg.ConfigOpts, client: AttestationClient
     metrics = service.ServiceMetrics()
     listener.start(value, listener.metrics_app(metrics.registry))
     client.observer = metrics.observe_attestation
-    return metrics.timed()
+    return metrics.timed(one_pass)
 
 
 def status_exposition(reports: Iterable[HostReport]) -> str:

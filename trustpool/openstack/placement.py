@@ -71,17 +71,21 @@ class PlacementAPI:
         """Create the custom trait if it does not exist yet."""
         self._call("PUT", f"/traits/{trait}", ok=(201, 204))
 
-    def providers(self, required: str) -> list[dict[str, Any]]:
+    def providers(self, required: str,
+                  name: str | None = None) -> list[dict[str, Any]]:
         """Every provider carrying trait ``required``, nested and sharing
         ones included: the records as Placement gives them, each with at
         least a string ``uuid`` and ``name`` and a ``parent_provider_uuid``
-        (``None`` for a root).
+        (``None`` for a root). With ``name``, only the provider of that
+        name (Placement names are unique), if it carries the trait.
 
         :raises PlacementError: also when the body is not a list of such
             records, so that the caller never acts on half an answer.
         """
-        response = self._call("GET", "/resource_providers",
-                              params={"required": required})
+        params = {"required": required}
+        if name is not None:
+            params["name"] = name
+        response = self._call("GET", "/resource_providers", params=params)
         body = self._json("GET", "/resource_providers", response)
         records = body.get("resource_providers") if isinstance(
             body, dict) else None

@@ -38,7 +38,7 @@ from trustpool.attestation.model import (
 )
 from trustpool.exceptions import AttestationError, ConfigurationError
 
-__all__ = ["GROUP", "KeylimeBackend", "decide"]
+__all__ = ["GROUP", "AgentIds", "KeylimeBackend", "decide"]
 
 LOG = logging.getLogger(__name__)
 GROUP = "keylime"
@@ -122,6 +122,47 @@ _STATES = {**dict.fromkeys((3, 4, 5, 6), TrustLevel.TRUSTED),
            **dict.fromkeys((0, 1, 2, 8), TrustLevel.UNKNOWN)}
 
 
+
+
+class AgentIds:
+    """Host names and Keylime agent ids, both ways: ``[keylime]
+    agent_ids`` and ``agent_id_rule``. The backend asks for a host's agent;
+    the revocation receiver asks which hosts an agent's event is about."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        """Registers the ``[keylime]`` options if needed.
+
+        :raises ConfigurationError: when a mapped agent id is not one.
+        """
+        conf.register_opts(_opts, group=GROUP)
+        group = conf[GROUP]
+        self._map: dict[str, str] = dict(group.agent_ids or {})
+        for host, agent_id in self._map.items():
+            if not _AGENT_ID.fullmatch(agent_id or ""):
+                raise ConfigurationError(
+                    "agent_ids", f"{agent_id!r} (for host {host!r}) is not a "
+                    "Keylime agent id", group=GROUP)
+        self.rule: str = group.agent_id_rule
+        self._reverse: dict[str, list[str]] = {}
+        for host, agent_id in sorted(self._map.items()):
+            self._reverse.setdefault(agent_id, []).append(host)
+
+    def agent_id(self, host: str) -> str | None:
+        """The agent id ``host`` maps to, or ``None``."""
+        mapped = self._map.get(host)
+        if mapped is not None:
+            return mapped
+        if self.rule == "hostname" and _AGENT_ID.fullmatch(host):
+            return host
+        return None
+
+    def hosts(self, agent_id: str) -> list[str]:
+        """Every host whose agent is ``agent_id`` (usually one; none for
+        an agent no host maps to). Exactly the inverse of
+        :meth:`agent_id`: a host listed in agent_ids under another id is
+        not the host of an agent that happens to carry its name."""
+        candidates = {*self._reverse.get(agent_id, ()), agent_id}
+        return sorted(h for h in candidates if self.agent_id(h) == agent_id)
 
 
 def decide(agent_id: str, record: Any, now: float,
@@ -243,12 +284,8 @@ class KeylimeBackend(AttestationBackend):
             raise ConfigurationError("api_version", f"{self._api!r} is not "
                                      "'auto' or a version like '2.1'",
                                      group=GROUP)
+        self._ids = AgentIds(conf)
         self._map: dict[str, str] = dict(group.agent_ids or {})
-        for host, agent_id in self._map.items():
-            if not _AGENT_ID.fullmatch(agent_id or ""):
-                raise ConfigurationError(
-                    "agent_ids", f"{agent_id!r} (for host {host!r}) is not a "
-                    "Keylime agent id", group=GROUP)
         self._rule = group.agent_id_rule
         self._max_age = group.max_attestation_age
         self._workers = group.per_agent_concurrency
@@ -291,12 +328,7 @@ class KeylimeBackend(AttestationBackend):
 
     def agent_id(self, host: str) -> str | None:
         """The agent id ``host`` maps to, or ``None``."""
-        mapped = self._map.get(host)
-        if mapped is not None:
-            return mapped
-        if self._rule == "hostname" and _AGENT_ID.fullmatch(host):
-            return host
-        return None
+        return self._ids.agent_id(host)
 
     def attest(self, hostnames: Sequence[str]) -> dict[str, HostReport]:
         ids = {host: self.agent_id(host) for host in hostnames}

@@ -1,0 +1,238 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What a verified revocation does: the host loses the trust trait now.
+
+Only ever a removal. The trait comes back only from a later periodic pass
+whose attestation started after the event (see :mod:`.ledger`).
+
+The answer to the verifier follows Placement: "done" (200) only once
+Placement said that no provider named after the host carries the trait
+(it listed none), or accepted the write that removed it (a generation-
+checked PUT, retried on conflict); anything else raises, and the HTTP
+layer answers 5xx so that Keylime sends the event again. The host's lock
+(the ledger) is held throughout, so no gated pass adds the trait back in
+between.
+
+The instances of trusted flavors still running on the host are listed
+through the Nova API afterwards, in a worker thread of its own: the trait
+removal and the answer never wait on Nova, and a Nova failure only costs
+that list.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from oslo_config import cfg
+
+from trustpool import conf as tp_conf
+from trustpool import drift
+from trustpool.attestation.backends.keylime import AgentIds
+from trustpool.decision_record import AUDIT_LOGGER
+from trustpool.openstack.compute import ComputeAPI
+from trustpool.openstack.placement import PlacementAPI
+from trustpool.revocation.ledger import Ledger
+from trustpool.revocation.message import Notification
+
+__all__ = ["SCHEMA_VERSION", "RevocationHandler"]
+
+LOG = logging.getLogger(__name__)
+_AUDIT = logging.getLogger(AUDIT_LOGGER)
+SCHEMA_VERSION = 1
+#: hosts whose instance list may wait for the Nova worker at once
+_NOVA_QUEUE = 256
+
+
+class RevocationHandler:
+    """Acts on verified notifications; safe to call from many threads."""
+
+    def __init__(self, conf: cfg.ConfigOpts, placement: PlacementAPI,
+                 ledger: Ledger, agents: AgentIds, trait: str,
+                 compute: ComputeAPI | None = None) -> None:
+        self._conf = conf
+        self._placement = placement
+        self.ledger = ledger
+        self._agents = agents
+        self._trait = trait
+        self._trait_known = False
+        #: the same naming rule as the filter and the periodic pass: the
+        #: agent map gives the name the attestation service knows, which
+        #: with host_attribute = host is a service host, not a provider
+        self._identity = tp_conf.host_identity(conf)
+        self._compute = compute
+        self._nova: _InstanceLister | None = (
+            _InstanceLister(conf, compute) if compute is not None else None)
+
+    def handle(self, note: Notification) -> str:
+        """Take trust away from the hosts of ``note``'s agent.
+
+        :returns: a word for the answer: ``removed``, ``no-trait`` or
+            ``unknown-agent``.
+        :raises Exception: when Placement did not confirm the removal
+            (any type; the caller answers 5xx).
+        """
+        hosts = self._agents.hosts(note.agent_id)
+        if not hosts:
+            LOG.warning("revocation event (%s) for Keylime agent %s, which "
+                        "maps to no host ([keylime] agent_ids, "
+                        "agent_id_rule): nothing changed", note.kind,
+                        note.agent_id)
+            return "unknown-agent"
+        removed_any = False
+        for host in hosts:
+            with self.ledger.revoking(host):
+                providers = self._remove(host)
+            removed_any |= any(wrote for _, wrote in providers)
+            _emit_trust_lost(note, host, self._trait, providers)
+            if providers:
+                LOG.warning("revocation event (%s, %s) for %s (Keylime "
+                            "agent %s): %s removed from %s", note.kind,
+                            note.event_id or "no event id", host,
+                            note.agent_id, self._trait,
+                            ", ".join(p["uuid"] for p, _ in providers))
+            else:
+                LOG.warning("revocation event (%s, %s) for %s (Keylime "
+                            "agent %s): it carried no %s", note.kind,
+                            note.event_id or "no event id", host,
+                            note.agent_id, self._trait)
+            if self._nova is not None:
+                self._nova.submit(note.event_id, host, note.agent_id)
+        return "removed" if removed_any else "no-trait"
+
+    def _carriers(self, host: str) -> list[dict[str, Any]]:
+        """The providers of ``host``'s compute nodes that carry the trait.
+
+        By hypervisor host name (the default), the provider named
+        ``host``. By service host, every compute node the Nova API lists
+        under that service (Placement does not know service hosts); when
+        Nova cannot be asked, this raises, the verifier is answered 5xx and
+        retries: an event is never acknowledged without the removal.
+        """
+        if not self._identity.needs_service_host:
+            return self._placement.providers(self._trait, name=host)
+        if self._compute is None:
+            raise RuntimeError(
+                f"{self._identity.option}: the providers of {host} can be "
+                "found only through the Nova API, and [trustpool_nova] has "
+                "no credentials")
+        index = self._identity.index(self._compute.compute_nodes())
+        uuids = {node.uuid for node in index.nodes_named(host)}
+        return [p for p in self._placement.providers(self._trait)
+                if p["uuid"] in uuids]
+
+    def _remove(self, host: str) -> list[tuple[dict[str, Any], bool]]:
+        """Remove the trait from ``host``'s compute node providers; the
+        providers that carried it, each with whether this call wrote."""
+        try:
+            if not self._trait_known:
+                self._placement.ensure_trait(self._trait)
+                self._trait_known = True
+            done = []
+            for provider in self._carriers(host):
+                wrote = self._placement.set_trait(provider["uuid"],
+                                                  self._trait, False)
+                done.append((provider, wrote))
+            return done
+        except Exception:
+            self._trait_known = False  # ask again next time
+            raise
+
+    def close(self) -> None:
+        if self._nova is not None:
+            self._nova.close()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def _emit_trust_lost(note: Notification, host: str, trait: str,
+                     providers: list[tuple[dict[str, Any], bool]]) -> None:
+    """The ``trustpool.trust_lost`` audit event: one JSON line."""
+    event = {
+        "event": "trustpool.trust_lost",
+        "schema_version": SCHEMA_VERSION,
+        "time": _now(),
+        "host": host,
+        "agent_id": note.agent_id,
+        "type": note.kind,
+        "event_id": note.event_id,
+        "severity": note.severity,
+        "context": note.context,
+        "verifier_time": note.verifier_time,
+        "signed": note.signed,
+        "trait": trait,
+        "trait_removed": any(wrote for _, wrote in providers),
+        "providers": [{"uuid": p["uuid"], "name": p["name"],
+                       "removed": wrote} for p, wrote in providers],
+    }
+    try:
+        _AUDIT.warning("%s", json.dumps(event))
+    except Exception as exc:  # noqa: BLE001 - the removal is done anyway
+        LOG.error("could not write the trust_lost audit event (%s)",
+                  type(exc).__name__)
+
+
+class _InstanceLister:
+    """One worker thread that asks Nova which instances of trusted flavors
+    run on a host that lost trust, and logs them (``trust_lost_instances``
+    audit event). Bounded: when the queue is full, a host is skipped with
+    a log line."""
+
+    def __init__(self, conf: cfg.ConfigOpts, compute: ComputeAPI) -> None:
+        self._conf = conf
+        self._compute = compute
+        self._queue: queue.Queue[tuple[str | None, str, str] | None] = (
+            queue.Queue(maxsize=_NOVA_QUEUE))
+        self._thread = threading.Thread(
+            target=self._run, name="trustpool-events-nova", daemon=True)
+        self._thread.start()
+
+    def submit(self, event_id: str | None, host: str, agent_id: str) -> None:
+        try:
+            self._queue.put_nowait((event_id, host, agent_id))
+        except queue.Full:
+            LOG.warning("too many hosts waiting for the Nova API; not "
+                        "listing the instances on %s", host)
+
+    def close(self) -> None:
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass  # a daemon thread: it ends with the process
+
+    def join(self, timeout: float) -> None:
+        """Wait until every submitted host was handled (tests)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._one(*item)
+            except Exception as exc:  # noqa: BLE001 - the worker goes on
+                LOG.error("could not list the instances on a host that "
+                          "lost trust (%s)", type(exc).__name__)
+            finally:
+                self._queue.task_done()
+
+    def _one(self, event_id: str | None, host: str, agent_id: str) -> None:
+        rows = drift.instances_on(self._conf, self._compute, host)
+        event = {"event": "trustpool.trust_lost_instances",
+                 "schema_version": SCHEMA_VERSION, "time": _now(),
+                 "host": host, "agent_id": agent_id, "event_id": event_id,
+                 "instances": rows}
+        if rows:
+            LOG.warning("%d instance(s) of trusted flavors still run on %s, "
+                        "which lost trust: %s", len(rows), host,
+                        ", ".join(r["instance"] for r in rows))
+        _AUDIT.warning("%s", json.dumps(event))

@@ -1,0 +1,238 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The HTTPS listener for Keylime's revocation webhook.
+
+The standard library's threaded HTTP server, bounded on every axis a
+client controls:
+
+- concurrency: at most ``max_connections`` connections are handled at
+  once; another waits a moment for a free slot and is then closed (the
+  verifier retries);
+- time: one absolute deadline per connection (``request_timeout``), from
+  accept to answer, TLS handshake included: a watchdog shuts the socket
+  when it passes, however the client paces its bytes, and every socket
+  operation also times out on its own;
+- size: the body must come with a plain ``Content-Length`` no larger than
+  ``max_body_bytes``, checked before a byte of it is read (no chunked
+  bodies).
+
+One request per connection. The outermost boundary of a request turns any
+exception into a 500 with a generic body, logged once with its type; no
+log line quotes the body or a header.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import socket
+import ssl
+import sys
+import threading
+from typing import Any
+
+from trustpool.revocation.handler import RevocationHandler
+from trustpool.revocation.message import Refused, SignatureCheck, read
+
+__all__ = ["Limits", "Listener"]
+
+LOG = logging.getLogger(__name__)
+#: How long a connection waits for a free slot before it is closed.
+_SLOT_WAIT = 1.0
+
+
+class Limits:
+    """The bounds of the listener (see the module docstring)."""
+
+    def __init__(self, max_body_bytes: int = 65536,
+                 request_timeout: float = 10.0,
+                 max_connections: int = 16) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: Any,
+                 limits: Limits, family: int) -> None:
+        self.address_family = family
+        self.limits = limits
+        self.slots = threading.BoundedSemaphore(limits.max_connections)
+        self.request_queue_size = max(16, 2 * limits.max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(timeout=_SLOT_WAIT):
+            LOG.warning("revocation listener: %d connections busy; closing "
+                        "a new one (the verifier retries)",
+                        self.limits.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any,
+                               client_address: Any) -> None:
+        watchdog = threading.Timer(self.limits.request_timeout, _cut,
+                                   (request,))
+        watchdog.daemon = True
+        try:
+            request.settimeout(self.limits.request_timeout)
+            watchdog.start()
+            super().process_request_thread(request, client_address)
+        finally:
+            watchdog.cancel()
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed handshake, a cut connection, a timeout: the type only
+        (a traceback could quote what the client sent)."""
+        exc = sys.exc_info()[1]
+        LOG.info("revocation listener: connection from %s ended: %s",
+                 client_address[0] if client_address else "?",
+                 type(exc).__name__ if exc else "unknown")
+
+
+def _cut(sock: socket.socket) -> None:
+    """The deadline passed: end the connection whatever it is doing."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class Listener:
+    """The webhook listener; :meth:`start` serves in a thread of its
+    own, :meth:`stop` stops it."""
+
+    def __init__(self, address: tuple[str, int], handler: RevocationHandler,
+                 check: SignatureCheck | None, limits: Limits,
+                 tls: ssl.SSLContext | None) -> None:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._server = _Server(address, _request_handler(handler, check),
+                               limits, family)
+        if tls is not None:
+            # the handshake happens in the connection's own thread, on
+            # its first read, under its deadline
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True,
+                do_handshake_on_connect=False)
+        self.scheme = "https" if tls is not None else "http"
+        self.port: int = self._server.server_address[1]
+        self.host = address[0]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}/"
+
+    def start(self) -> Listener:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+            name="trustpool-events", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def _request_handler(handler: RevocationHandler,
+                     check: SignatureCheck | None) -> type:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "trustpool-events"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # http.server quotes the request line; we log our own
+
+        def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.close_connection = True
+            try:
+                status, word = self._post()
+            except Exception as exc:  # noqa: BLE001 - the boundary
+                LOG.error("revocation listener: handling failed (%s); "
+                          "answered 500", type(exc).__name__)
+                status, word = 500, "internal error"
+            self._answer(status, word)
+
+        def _post(self) -> tuple[int, str]:
+            limits: Limits = self.server.limits  # type: ignore[attr-defined]
+            peer = self.client_address[0]
+            if self.headers.get("Transfer-Encoding") is not None:
+                return self._refuse(peer, Refused(
+                    411, "a chunked body; Content-Length is required"))
+            length = self.headers.get("Content-Length")
+            if length is None:
+                return self._refuse(peer, Refused(
+                    411, "no Content-Length"))
+            length = length.strip()
+            if not length.isdigit() or not length.isascii() or len(
+                    length) > 12:
+                return self._refuse(peer, Refused(
+                    400, "a Content-Length that is not a plain number"))
+            size = int(length)
+            if size > limits.max_body_bytes:
+                return self._refuse(peer, Refused(
+                    413, f"a body of {size} bytes (max_body_bytes "
+                    f"{limits.max_body_bytes})"))
+            body = self.rfile.read(size)
+            if len(body) != size:
+                return self._refuse(peer, Refused(
+                    400, "the body ended early"))
+            try:
+                note = read(body, check)
+            except Refused as refused:
+                return self._refuse(peer, refused)
+            try:
+                word = handler.handle(note)
+            except Exception as exc:  # noqa: BLE001 - Keylime retries
+                LOG.error("revocation event (%s) for Keylime agent %s: "
+                          "the trust trait could not be removed (%s); "
+                          "answered 503, the verifier will retry",
+                          note.kind, note.agent_id, type(exc).__name__)
+                return 503, "not done, retry"
+            return 200, word
+
+        @staticmethod
+        def _refuse(peer: str, refused: Refused) -> tuple[int, str]:
+            (LOG.warning if refused.status in (401, 403) else LOG.info)(
+                "revocation listener: refused an event from %s with %d: "
+                "%s", peer, refused.status, refused.reason)
+            return refused.status, "refused"
+
+        def _answer(self, status: int, word: str) -> None:
+            body = json.dumps({"result": word}).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError as exc:
+                LOG.info("revocation listener: could not answer %d (%s)",
+                         status, type(exc).__name__)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.close_connection = True
+            self._answer(405, "POST revocation events here")
+
+        do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
+
+    return Handler
