@@ -459,3 +459,81 @@ def test_connections_beyond_max_connections_are_closed(conf, pki):
         assert r.status_code == 400
     finally:
         service.stop()
+
+
+class _Nodes:
+    """The Nova API's compute nodes, for host_attribute = host."""
+
+    def __init__(self, nodes=(), fail=False):
+        self.nodes, self.fail = list(nodes), fail
+
+    def compute_nodes(self):
+        if self.fail:
+            raise RuntimeError("Nova API down")
+        return self.nodes
+
+    def servers(self):
+        return []
+
+
+class _Carriers(_RecordingPlacement):
+    """Placement whose carriers of the trait are named by hypervisor."""
+
+    def __init__(self, carriers):
+        super().__init__()
+        self.carriers = carriers
+
+    def providers(self, required, name=None):
+        return [p for p in self.carriers if name is None or p["name"] == name]
+
+
+def test_an_event_follows_host_attribute_to_the_service_hosts_nodes(
+        conf, key, check):
+    """With host_attribute = host the agent map names a service host; its
+    compute nodes' providers (named by hypervisor, found through Nova) lose
+    the trait, and no provider of another service host does."""
+    from trustpool.attestation.identity import ComputeNode
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    carriers = [{"uuid": u, "name": n, "parent_provider_uuid": None}
+                for u, n in (("u1", "svc1.hv"), ("u2", "svc1-b.hv"),
+                             ("u3", "svc2.hv"))]
+    nodes = _Nodes([ComputeNode("u1", "svc1.hv", "svc1"),
+                    ComputeNode("u2", "svc1-b.hv", "svc1"),
+                    ComputeNode("u3", "svc2.hv", "svc2")])
+    placement = _Carriers(carriers)
+    handler = RevocationHandler(conf, placement, Ledger(), AgentIds(conf),
+                                "CUSTOM_T", nodes)
+    assert handler.handle(read(ke.signed_body(key, "svc1"), check)) == (
+        "removed")
+    assert sorted(placement.writes) == [("u1", "CUSTOM_T", False),
+                                        ("u2", "CUSTOM_T", False)]
+    handler.close()
+
+
+@pytest.mark.parametrize("nodes", [None, _Nodes(fail=True)])
+def test_an_event_by_service_host_without_nova_is_never_acknowledged(
+        conf, key, check, nodes):
+    """No way to find the providers: the handler raises (the verifier gets
+    a 5xx and retries), it never answers as if nothing carried the trait."""
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    placement = _Carriers([{"uuid": "u1", "name": "svc1.hv",
+                            "parent_provider_uuid": None}])
+    handler = RevocationHandler(conf, placement, Ledger(), AgentIds(conf),
+                                "CUSTOM_T", nodes)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any type is a 5xx
+        handler.handle(read(ke.signed_body(key, "svc1"), check))
+    assert placement.writes == []
+    handler.close()
+
+
+def test_events_by_service_host_need_nova_credentials_at_start_up(conf):
+    from trustpool.exceptions import ConfigurationError
+    from trustpool.revocation import service
+    options.register_opts(conf)
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    conf.set_override("listen", "127.0.0.1:9", options.GROUP)  # never bound
+    conf.set_override("allow_plain_http", True, options.GROUP)
+    with pytest.raises(ConfigurationError) as err:
+        service.start(conf, _RecordingPlacement())
+    assert err.value.option == "host_attribute"
+    assert "[trustpool_nova]" in str(err.value)
