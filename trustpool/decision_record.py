@@ -11,7 +11,7 @@ single line of JSON, for every scheduling request whose flavor carries
 turn it off). The schema is stable; fields are only ever added, and
 ``schema_version`` changes if one ever changes meaning::
 
-    {"event": "trustpool.placement_decision", "schema_version": 1,
+    {"event": events.PLACEMENT_DECISION, "schema_version": 1,
      "time": "2026-11-22T21:00:00.123456+00:00",
      "request_id": "req-...", "instance_uuid": "...", "project_id": "...",
      "flavor": "m1.trusted", "wanted": "trusted", "valid_request": true,
@@ -23,6 +23,8 @@ turn it off). The schema is stable; fields are only ever added, and
      "passed": ["node1"]}
 
 No secrets: the event holds host names, levels, times and reasons only.
+The names of every audit event and their fields are in
+:mod:`trustpool.events`, which ``trustpool report`` reads them with.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from trustpool import events
 from trustpool.attestation.model import HostReport
 
 __all__ = ["AUDIT_LOGGER", "SCHEMA_VERSION", "emit", "enabled"]
 
-AUDIT_LOGGER = "trustpool.audit"
-SCHEMA_VERSION = 1
+AUDIT_LOGGER = events.AUDIT_LOGGER
+SCHEMA_VERSION = events.SCHEMA_VERSION
 _LOG = logging.getLogger(AUDIT_LOGGER)
 
 
@@ -75,7 +78,7 @@ def emit(*, wanted: str, valid: bool,
                 backend=report.backend, reason=report.reason)
         entries.append(entry)
     event = {
-        "event": "trustpool.placement_decision",
+        "event": events.PLACEMENT_DECISION,
         "schema_version": SCHEMA_VERSION,
         "time": datetime.datetime.fromtimestamp(
             now, datetime.timezone.utc).isoformat(),
