@@ -83,7 +83,9 @@ def add_parsers(subparsers: Any) -> None:
         "host's trust level then and now, and whether it has drifted. "
         + _EXPLAIN_HELP)
     explain.add_argument("instance", metavar="INSTANCE_UUID")
-    explain.add_argument("--log", nargs="+", required=True, metavar="FILE",
+    # "--log" is taken: oslo.log's options (--log-file, ...) own the prefix
+    explain.add_argument("--audit-log", "-l", nargs="+", required=True,
+                         metavar="FILE",
                          dest="logs", help="audit log files, as for report")
     explain.add_argument("--no-nova", action="store_true",
                          help="do not ask Nova where the instance runs now "
