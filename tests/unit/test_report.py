@@ -482,3 +482,20 @@ def test_explain_a_refused_instance_exits_1(tmp_path, capsys, file_conf):
         0, [verdict("n2", "untrusted")], instance=INSTANCE)])
     code, out, _ = explain(capsys, conf, INSTANCE, "--audit-log", str(log))
     assert code == 1 and "no logged decision admitted it" in out
+
+
+def test_the_last_event_is_in_the_last_bucket(tmp_path, capsys):
+    # a refusal that is the last event, on a bucket boundary (found by the
+    # browser test: the chart dropped it)
+    log = write(tmp_path / "a.jsonl", [
+        decision(0, ["n1"]), decision(115, [verdict("n1", "untrusted")])])
+    code, out, _ = run(capsys, "report", str(log), "--format", "json")
+    timeline = json.loads(out)["timeline"]
+    assert sum(b["refusals"] for b in timeline) == 1
+    assert timeline[-1]["refusals"] == 1 and timeline[-1]["untrusted"] == 1
+    # with --until the end is exclusive: an event at until is outside
+    code, out, _ = run(capsys, "report", str(log), "--format", "json",
+                       "--until", "2026-11-01T01:55:00+00:00")
+    report = json.loads(out)
+    assert report["summary"]["outside_window"] == 1
+    assert sum(b["placements"] for b in report["timeline"]) == 1

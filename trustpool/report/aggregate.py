@@ -360,7 +360,9 @@ class Aggregator:
         if start is None or end is None:
             return []
         first = int(start // self.width)
-        last = int(max(start, end - 1e-6) // self.width)
+        if self.until is not None:  # exclusive
+            end = max(start, end - 1e-6)
+        last = int(end // self.width)
         rows = []
         for key in range(first, last + 1):
             seen = self._buckets.get(key, b"")
