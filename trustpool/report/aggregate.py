@@ -41,6 +41,9 @@ MAX_BUCKETS = 200
 MAX_HOSTS = 200_000
 MAX_FLAVORS = 500
 MAX_REASONS = 100
+#: The page keeps at most this many flavors' worth of rows (``max_rows``
+#: each); the rest of the rows are counted.
+PAGE_ROW_BUDGET_FLAVORS = 10
 #: Admitted hosts listed in one placement row kept for the page.
 _ROW_HOSTS = 5
 _OTHER_FLAVORS = "(other flavors)"
@@ -107,6 +110,10 @@ class Aggregator:
         self.quarantine = _Kept(max_rows)
         self.quarantine_count: Counter[str] = Counter()
         self.drift = _Kept(max_rows)
+        #: placement and refusal rows kept for the page, all flavors
+        #: together: many flavors must not multiply the page's memory
+        self._page_rows = 0
+        self._page_budget = PAGE_ROW_BUDGET_FLAVORS * max_rows
         self.drift_count: Counter[str] = Counter()
         self.first: float | None = None
         self.last: float | None = None
@@ -166,19 +173,30 @@ class Aggregator:
     def _decision(self, event: events.Decision) -> None:
         flavor = self._flavor(event.flavor)
         flavor.wanted[event.wanted] += 1
-        bucket = self._bucket(event.time)
-        level_of = self._observe_row
+        when = event.time
+        bucket = self._bucket(when)
+        observe, code_of = self._observe, _CODE.get
         for verdict in event.hosts:
             if verdict.host is not None and verdict.level is not None:
-                level_of(verdict, event.time, bucket)
+                observe(verdict.host, code_of(verdict.level, _UNKNOWN), when,
+                        bucket, verdict.reason)
         admitted = [v for v in event.hosts if v.passed]
-        base = {"time": events.format_time(event.time),
-                "flavor": event.flavor, "wanted": event.wanted,
-                "instance": event.instance_uuid,
-                "request_id": event.request_id,
-                "project_id": event.project_id,
-                "candidates": len(event.hosts)}
-        if admitted and event.valid:
+        placed = bool(admitted) and event.valid
+        rows = flavor.placement_rows if placed else flavor.refusal_rows
+        keep = len(rows) < self.max_rows and \
+            self._page_rows < self._page_budget
+        if keep:
+            self._page_rows += 1
+        if self._sink is None and not keep:
+            base: Record = {}
+        else:
+            base = {"time": events.format_time(when),
+                    "flavor": event.flavor, "wanted": event.wanted,
+                    "instance": event.instance_uuid,
+                    "request_id": event.request_id,
+                    "project_id": event.project_id,
+                    "candidates": len(event.hosts)}
+        if placed:
             self.placements += 1
             flavor.placements += 1
             self.placements_by_bucket[bucket] += 1
@@ -187,19 +205,21 @@ class Aggregator:
                 index = self._index(v.host)
                 if index is not None:
                     self._admitting[index] = 1
+            if not base:
+                return
             proof = admitted[0] if len(admitted) == 1 else _oldest(admitted)
             row = {"record": "placement", **base,
                    "host": admitted[0].host if len(admitted) == 1 else None,
                    "admitted_hosts": len(admitted), "level": proof.level,
                    "server_time": proof.server_time,
                    "age_seconds": proof.age_seconds,
-                   "backend": proof.backend, "reason": proof.reason,
-                   "admitted": [_verdict(v) for v in admitted]}
-            self._emit(row)
-            if len(flavor.placement_rows) < self.max_rows:
-                flavor.placement_rows.append(
-                    {**row, "admitted": [_verdict(v) for v in
-                                         admitted[:_ROW_HOSTS]]})
+                   "backend": proof.backend, "reason": proof.reason}
+            if self._sink is not None:
+                self._sink({**row, "admitted": [_verdict(v)
+                                                for v in admitted]})
+            if keep:
+                rows.append({**row, "admitted": [
+                    _verdict(v) for v in admitted[:_ROW_HOSTS]]})
             return
         self.refusals += 1
         flavor.refusals += 1
@@ -220,6 +240,8 @@ class Aggregator:
                     len(flavor.reasons) >= MAX_REASONS:
                 reason = _OTHER_REASONS
             flavor.reasons[reason] += count
+        if not base:
+            return
         top = reasons.most_common(3)
         text = "; ".join(f"{n} x {r}" for r, n in top)
         if len(reasons) > 3:
@@ -228,10 +250,8 @@ class Aggregator:
                "reasons": [{"reason": r, "hosts": n}
                            for r, n in reasons.most_common()]}
         self._emit(row)
-        if len(flavor.refusal_rows) < self.max_rows:
-            flavor.refusal_rows.append(
-                {**row, "reasons": [{"reason": r, "hosts": n}
-                                    for r, n in reasons.most_common(5)]})
+        if keep:
+            rows.append({**row, "reasons": row["reasons"][:5]})
 
     def _trust_lost(self, event: events.TrustLost) -> None:
         bucket = self._bucket(event.time)
@@ -276,11 +296,6 @@ class Aggregator:
             self._last_trusted.append(0.0)
             self._admitting.append(0)
         return index
-
-    def _observe_row(self, verdict: events.Verdict, when: float,
-                     bucket: int) -> None:
-        code = _CODE.get(verdict.level or "", _UNKNOWN)
-        self._observe(verdict.host, code, when, bucket, verdict.reason)
 
     def _observe(self, host: str | None, code: int, when: float,
                  bucket: int, reason: str | None) -> None:
