@@ -55,11 +55,11 @@ the attestation service cannot be asked."""
 
 def add_parsers(subparsers: Any) -> None:
     """Add ``report`` and ``explain`` to the ``trustpool`` command."""
+    summary = ("Write a compliance report from the trustpool.audit log: "
+               "every trusted placement, refusal and trust loss in a time "
+               "window, as a self-contained HTML page, CSV or JSON.")
     report = subparsers.add_parser(
-        "report", help="Write a compliance report from the trustpool.audit "
-        "log: every trusted placement, refusal and trust loss in a time "
-        "window, as a self-contained HTML page, CSV or JSON. "
-        + _REPORT_HELP)
+        "report", help=summary, description=f"{summary} {_REPORT_HELP}")
     report.add_argument(
         "logs", nargs="+", metavar="FILE",
         help="audit log files (JSON lines; rotated .gz files are read as "
@@ -78,10 +78,10 @@ def add_parsers(subparsers: Any) -> None:
     report.add_argument("--max-rows", type=int, default=500, metavar="N",
                         help="rows listed per section of the HTML page "
                         "(the rest are counted; CSV and JSON list all)")
+    summary = ("Show the decision that placed an instance, its host's "
+               "trust level then and now, and whether it has drifted.")
     explain = subparsers.add_parser(
-        "explain", help="Show the decision that placed an instance, its "
-        "host's trust level then and now, and whether it has drifted. "
-        + _EXPLAIN_HELP)
+        "explain", help=summary, description=f"{summary} {_EXPLAIN_HELP}")
     explain.add_argument("instance", metavar="INSTANCE_UUID")
     # "--log" is taken: oslo.log's options (--log-file, ...) own the prefix
     explain.add_argument("--audit-log", "-l", nargs="+", required=True,
