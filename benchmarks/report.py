@@ -34,8 +34,10 @@ from trustpool.cmd import main as cli
 start = time.perf_counter()
 code = cli.main(sys.argv[1:])
 took = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"RESULT {code} {took:.3f} {peak}", file=sys.stderr)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime
+print(f"RESULT {code} {took:.3f} {cpu:.3f} {usage.ru_maxrss}",
+      file=sys.stderr)
 """
 _BASELINE = """
 import resource
@@ -141,8 +143,11 @@ def _uuid(rng: random.Random) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def run(log: pathlib.Path, out: pathlib.Path, fmt: str) -> tuple[float, int]:
-    """Seconds and peak RSS (KiB) of one report in a fresh process."""
+def run(log: pathlib.Path, out: pathlib.Path,
+        fmt: str) -> tuple[float, float, int]:
+    """Wall and CPU seconds and peak RSS (KiB) of one report in a fresh
+    process (CPU time too: on a shared machine the wall time is mostly
+    other people's)."""
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, "--config-file", os.devnull,
          "report", str(log), "--format", fmt, "--output", str(out)],
@@ -150,8 +155,8 @@ def run(log: pathlib.Path, out: pathlib.Path, fmt: str) -> tuple[float, int]:
     line = [x for x in result.stderr.splitlines() if x.startswith("RESULT")]
     if not line or line[0].split()[1] not in ("0", "1"):
         sys.exit(f"report failed: {result.stderr[-2000:]}")
-    _, _code, took, peak = line[0].split()
-    return float(took), int(peak)
+    _, _code, took, cpu, peak = line[0].split()
+    return float(took), float(cpu), int(peak)
 
 
 def main() -> None:
@@ -162,7 +167,8 @@ def main() -> None:
     baseline = int(subprocess.run(
         [sys.executable, "-c", _BASELINE], capture_output=True, text=True,
         check=True).stdout)
-    print(f"python + trustpool imported: {baseline / 1024:.0f} MiB peak RSS")
+    print(f"python + trustpool imported: {baseline / 1024:.0f} MiB peak RSS",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="trustpool-bench-") as tmp:
         work = pathlib.Path(tmp)
         for count in (args.events // 10, args.events):
@@ -170,13 +176,14 @@ def main() -> None:
             started = time.perf_counter()
             size = generate(log, count)
             print(f"\n{count:,} events, {size / 2**20:,.0f} MiB, generated "
-                  f"in {time.perf_counter() - started:.1f} s")
+                  f"in {time.perf_counter() - started:.1f} s", flush=True)
             for fmt in args.formats.split(","):
                 out = work / f"report.{fmt}"
-                took, peak = run(log, out, fmt)
-                print(f"  {fmt:<5} {took:7.1f} s  {count / took:9,.0f} "
-                      f"events/s  peak RSS {peak / 1024:6.0f} MiB  output "
-                      f"{out.stat().st_size / 2**20:7.1f} MiB")
+                took, cpu, peak = run(log, out, fmt)
+                print(f"  {fmt:<5} wall {took:7.1f} s  CPU {cpu:7.1f} s  "
+                      f"{count / cpu:8,.0f} events/CPU-s  peak RSS "
+                      f"{peak / 1024:5.0f} MiB  output "
+                      f"{out.stat().st_size / 2**20:7.1f} MiB", flush=True)
                 out.unlink()
             log.unlink()
 

@@ -65,6 +65,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -75,7 +76,7 @@ __all__ = [
     "QUARANTINE_ACTIONS", "SCHEMA_VERSION", "TRUST_LOST", "Decision",
     "Event", "InstanceRef", "MalformedEvent", "Quarantine", "TrustLost",
     "Unknown", "Verdict", "format_time", "parse", "parse_line",
-    "parse_time", "quarantine_event", "trust_lost_event",
+    "parse_time", "quarantine_event", "trust_lost_event", "write",
 ]
 
 AUDIT_LOGGER = "trustpool.audit"
@@ -241,6 +242,12 @@ def quarantine_event(*, host: str, action: str, trigger: str | None,
         "reason": reason, "event_id": event_id,
         "instances": _instances(instances),
     }
+
+
+def write(event: Mapping[str, Any]) -> None:
+    """Log an event built here as one JSON line on :data:`AUDIT_LOGGER`
+    (INFO), where the decision record goes too."""
+    logging.getLogger(AUDIT_LOGGER).info("%s", json.dumps(event))
 
 
 def parse_line(line: bytes | str) -> Event | None:

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -499,3 +500,21 @@ def test_the_last_event_is_in_the_last_bucket(tmp_path, capsys):
     report = json.loads(out)
     assert report["summary"]["outside_window"] == 1
     assert sum(b["placements"] for b in report["timeline"]) == 1
+
+
+def test_events_written_to_the_audit_logger_are_read_back(caplog):
+    caplog.set_level(logging.INFO, logger=events.AUDIT_LOGGER)
+    events.write(json.loads(trust_lost(3, "n4", instances=["i9"])))
+    [record] = [r for r in caplog.records if r.name == events.AUDIT_LOGGER]
+    event = events.parse_line(record.getMessage())
+    assert isinstance(event, events.TrustLost) and event.host == "n4"
+
+
+def test_the_report_file_follows_the_umask(tmp_path, capsys):
+    log = write(tmp_path / "a.jsonl", [decision(0, ["n1"])])
+    old = os.umask(0o027)
+    try:
+        run(capsys, "report", str(log), "-o", str(tmp_path / "r.html"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o640

@@ -150,7 +150,9 @@ def _output(path: str) -> Iterator[TextIO]:
                 shutil.copyfileobj(written, sys.stdout)
             sys.stdout.flush()
         else:
-            os.chmod(handle.name, 0o644)
+            umask = os.umask(0o077)  # read it back: there is no getter
+            os.umask(umask)
+            os.chmod(handle.name, 0o666 & ~umask)
             os.replace(handle.name, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
