@@ -29,8 +29,7 @@ from trustpool.attestation import (
     TrustLevel,
 )
 from trustpool.attestation.redact import Redactor
-from trustpool.cmd import checks
-from trustpool.cmd import report as report_cmd
+from trustpool.cmd import checks, compliance
 from trustpool.openstack import compute, placement
 
 __all__ = ["main"]
@@ -71,7 +70,7 @@ def _add_parsers(subparsers: Any) -> None:
                        "attested untrusted, with the reason 'trustpool: "
                        "host not trusted'; running instances are not "
                        "touched")
-    report_cmd.add_parsers(subparsers)
+    compliance.add_parsers(subparsers)
 
 
 def main(argv: Sequence[str] | None = None, *,
@@ -117,8 +116,8 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
         return _check_config(conf)
     if conf.command.name == "sync-traits":
         return _sync_traits(conf, conf.command.interval, placement_api)
-    if conf.command.name in report_cmd.COMMANDS:
-        return report_cmd.run(conf, compute_api)
+    if conf.command.name in compliance.COMMANDS:
+        return compliance.run(conf, compute_api)
     if conf.command.name == "audit":
         return _audit(conf, conf.command.format,
                       conf.command.disable_untrusted_hosts, compute_api)

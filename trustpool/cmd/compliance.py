@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``trustpool report`` and ``trustpool explain``: the audit log, read back.
+"""``trustpool report`` and ``trustpool explain``: the compliance commands,
+the audit log read back.
 
 ``report`` turns the ``trustpool.audit`` log of a time window into a
 compliance report (a self-contained HTML page, CSV or JSON); ``explain``
