@@ -518,3 +518,11 @@ def test_the_report_file_follows_the_umask(tmp_path, capsys):
     finally:
         os.umask(old)
     assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_file_named_twice_is_read_once(tmp_path, capsys):
+    log = write(tmp_path / "a.jsonl", [decision(0, ["n1"])])
+    code, out, _ = run(capsys, "report", str(log), str(tmp_path / "."
+                                                      / "a.jsonl"),
+                       "--format", "json")
+    assert json.loads(out)["summary"]["placements"] == 1

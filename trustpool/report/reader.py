@@ -106,7 +106,14 @@ def open_sources(names: Sequence[str]) -> list[Source]:
         file is corrupt at its start.
     """
     sources = []
+    seen: set[str] = set()
     for name in names:
+        if name != STDIN:
+            # the same file named twice (a glob and its name) counts once
+            real = os.path.realpath(name)
+            if real in seen:
+                continue
+            seen.add(real)
         if name == STDIN:
             sources.append(Source(STDIN, False, None))
             continue
