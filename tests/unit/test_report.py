@@ -526,3 +526,51 @@ def test_a_file_named_twice_is_read_once(tmp_path, capsys):
                                                       / "a.jsonl"),
                        "--format", "json")
     assert json.loads(out)["summary"]["placements"] == 1
+
+
+class _Nova:
+    """Where Nova says a server runs (the real API is in tests/nova)."""
+
+    def __init__(self, servers):
+        self.servers = servers
+
+    def server(self, server_id):
+        return self.servers.get(server_id)
+
+
+def test_explain_a_host_no_decision_admitted_exits_1(tmp_path, capsys,
+                                                     file_conf):
+    conf, _ = file_conf
+    log = write(tmp_path / "a.jsonl", [decision(0, ["n1"],
+                                                instance=INSTANCE)])
+    # moved to n2 without the scheduler (a forced evacuation, say)
+    nova = _Nova({INSTANCE: {"OS-EXT-SRV-ATTR:host": "n2",
+                             "OS-EXT-SRV-ATTR:hypervisor_hostname": "n2"}})
+    code = cli.main(["--config-file", str(conf), "explain", INSTANCE,
+                     "--audit-log", str(log)], compute_api=nova)
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "Nova: runs on n2" in out
+    assert "it runs on n2, which no logged decision admitted it to " \
+        "(the latest admitted it to n1)" in out
+    # Nova has forgotten it: the logged host is explained instead
+    code = cli.main(["--config-file", str(conf), "explain", INSTANCE,
+                     "--audit-log", str(log)], compute_api=_Nova({}))
+    out = capsys.readouterr().out
+    assert code == 0 and "Nova does not know the instance" in out
+
+
+def test_explain_picks_the_decision_that_admitted_the_current_host(
+        tmp_path, capsys, file_conf):
+    conf, _ = file_conf
+    log = write(tmp_path / "a.jsonl", [
+        decision(0, ["n2x"], instance=INSTANCE, request="req-first"),
+        decision(5, ["n1"], instance=INSTANCE, request="req-moved")])
+    nova = _Nova({INSTANCE: {"OS-EXT-SRV-ATTR:host": "n1"}})
+    code = cli.main(["--config-file", str(conf), "explain", INSTANCE,
+                     "--audit-log", str(log), "--format", "json"],
+                    compute_api=nova)
+    story = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert story["decisions"] == 2
+    assert story["placed"]["request_id"] == "req-moved"
