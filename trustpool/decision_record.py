@@ -12,7 +12,7 @@ single line of JSON, for every scheduling request whose flavor carries
 schema is stable; fields are only ever added, and
 ``schema_version`` changes if one ever changes meaning::
 
-    {"event": "trustpool.placement_decision", "schema_version": 1,
+    {"event": events.PLACEMENT_DECISION, "schema_version": 1,
      "time": "2026-11-22T21:00:00.123456+00:00",
      "request_id": "req-...", "instance_uuid": "...", "project_id": "...",
      "flavor": "m1.trusted", "wanted": "trusted", "valid_request": true,
@@ -24,6 +24,8 @@ schema is stable; fields are only ever added, and
      "passed": ["node1"]}
 
 No secrets: the event holds host names, levels, times and reasons only.
+The names of every audit event and their fields are in
+:mod:`trustpool.events`, which ``trustpool report`` reads them with.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from trustpool import events
 from trustpool.attestation.model import HostReport
 
 __all__ = ["AUDIT_LOGGER", "SCHEMA_VERSION", "emit", "enabled",
            "file_problem", "send_to_file", "stop_sending_to_file"]
 
-AUDIT_LOGGER = "trustpool.audit"
-SCHEMA_VERSION = 1
+AUDIT_LOGGER = events.AUDIT_LOGGER
+SCHEMA_VERSION = events.SCHEMA_VERSION
 _LOG = logging.getLogger(AUDIT_LOGGER)
 #: where this module reports that it cannot write the record: the
 #: scheduler's own log, never the audit file
@@ -85,7 +88,7 @@ def emit(*, wanted: str, valid: bool,
                 backend=report.backend, reason=report.reason)
         entries.append(entry)
     event = {
-        "event": "trustpool.placement_decision",
+        "event": events.PLACEMENT_DECISION,
         "schema_version": SCHEMA_VERSION,
         "time": datetime.datetime.fromtimestamp(
             now, datetime.timezone.utc).isoformat(),

@@ -537,3 +537,23 @@ def test_events_by_service_host_need_nova_credentials_at_start_up(conf):
         service.start(conf, _RecordingPlacement())
     assert err.value.option == "host_attribute"
     assert "[trustpool_nova]" in str(err.value)
+
+
+def test_the_trust_lost_event_is_one_the_compliance_report_reads(
+        conf, key, check, caplog):
+    """One schema (trustpool.events) between the receiver that writes the
+    event and ``trustpool report`` that reads it."""
+    from trustpool import events
+    handler = RevocationHandler(conf, _RecordingPlacement(), Ledger(),
+                                AgentIds(conf), "CUSTOM_T")
+    with caplog.at_level(logging.INFO):
+        handler.handle(read(ke.signed_body(key, "n1"), check))
+    [line] = [r.getMessage() for r in caplog.records
+              if r.name == "trustpool.audit"]
+    parsed = events.parse_line(line)
+    assert isinstance(parsed, events.TrustLost)
+    assert (parsed.host, parsed.agent_id, parsed.trait_removed) == (
+        "n1", "n1", True)
+    assert parsed.event_id == "pcr_validation.invalid_pcr_15"
+    assert parsed.source == "keylime-revocation" and parsed.event_time
+    handler.close()

@@ -33,7 +33,7 @@ from trustpool.attestation import (
     TrustLevel,
 )
 from trustpool.attestation.redact import Redactor
-from trustpool.cmd import checks
+from trustpool.cmd import checks, compliance
 from trustpool.openstack import compute, placement
 
 __all__ = ["EXIT_CODES", "main", "version"]
@@ -118,6 +118,7 @@ def _add_parsers(subparsers: Any) -> None:
                        "attested untrusted, with the reason 'trustpool: "
                        "host not trusted'; running instances are not "
                        "touched")
+    compliance.add_parsers(subparsers)
 
 
 def main(argv: Sequence[str] | None = None, *,
@@ -170,6 +171,8 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
     if conf.command.name == "sync-traits":
         return _sync_traits(conf, conf.command.interval, placement_api,
                             compute_api)
+    if conf.command.name in compliance.COMMANDS:
+        return compliance.run(conf, compute_api)
     if conf.command.name == "audit":
         return _audit(conf, conf.command.format,
                       conf.command.disable_untrusted_hosts, compute_api)

@@ -118,6 +118,23 @@ class ComputeAPI:
                 return nodes
             marker = nodes[-1].uuid
 
+    def server(self, server_id: str) -> dict[str, Any] | None:
+        """One server by id (``trustpool explain``); ``None`` if Nova does
+        not know it (deleted, or never created)."""
+        url = f"/servers/{server_id}"
+        try:
+            response = self._api.request(
+                url, "GET", microversion=MICROVERSION,
+                microversion_service_type="compute", raise_exc=False)
+        except ks_exc.ClientException as exc:
+            raise NovaAPIError(f"Nova API GET /servers: {exc}") from None
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise NovaAPIError(f"Nova API GET /servers/{server_id}: HTTP "
+                               f"{response.status_code}")
+        return response.json().get("server")
+
     def compute_service(self, host: str) -> dict[str, Any] | None:
         services = self._get(
             f"/os-services?binary=nova-compute&host={host}").get(

@@ -31,7 +31,7 @@ from typing import Any
 from oslo_config import cfg
 
 from trustpool import conf as tp_conf
-from trustpool import drift
+from trustpool import drift, events
 from trustpool.attestation.backends.keylime import AgentIds
 from trustpool.decision_record import AUDIT_LOGGER
 from trustpool.openstack.compute import ComputeAPI
@@ -153,24 +153,25 @@ def _now() -> str:
 
 def _emit_trust_lost(note: Notification, host: str, trait: str,
                      providers: list[tuple[dict[str, Any], bool]]) -> None:
-    """The ``trustpool.trust_lost`` audit event: one JSON line."""
-    event = {
-        "event": "trustpool.trust_lost",
-        "schema_version": SCHEMA_VERSION,
-        "time": _now(),
-        "host": host,
-        "agent_id": note.agent_id,
+    """The ``trustpool.trust_lost`` audit event (one JSON line), in the
+    schema :mod:`trustpool.events` documents and ``trustpool report``
+    reads, with what only an event receiver knows added (``type``,
+    ``signed``, the providers touched). Its instances come in a
+    ``trustpool.trust_lost_instances`` event of the same ``event_id``
+    once Nova answers: the removal never waits for Nova."""
+    event = events.trust_lost_event(
+        host=host, agent_id=note.agent_id, event_id=note.event_id,
+        event_time=note.verifier_time, severity=note.severity,
+        context=note.context, instances=(),
+        trait_removed=any(wrote for _, wrote in providers),
+        source=f"keylime-{note.kind}")
+    event.update({
         "type": note.kind,
-        "event_id": note.event_id,
-        "severity": note.severity,
-        "context": note.context,
-        "verifier_time": note.verifier_time,
         "signed": note.signed,
         "trait": trait,
-        "trait_removed": any(wrote for _, wrote in providers),
         "providers": [{"uuid": p["uuid"], "name": p["name"],
                        "removed": wrote} for p, wrote in providers],
-    }
+    })
     try:
         _AUDIT.warning("%s", json.dumps(event))
     except Exception as exc:  # noqa: BLE001 - the removal is done anyway
