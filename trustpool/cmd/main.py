@@ -56,6 +56,15 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "audit": {OK: "no drift", NOT_TRUSTED: "drift",
               FAILED: "could not check (configuration, Nova API, "
               "attestation)"},
+    "report": {OK: "the report is written",
+               NOT_TRUSTED: "written; hosts lost trust in the window",
+               FAILED: "nothing written (log unreadable or corrupt, bad "
+               "time, no event in the window)"},
+    "explain": {OK: "still on a host at the level asked for",
+                NOT_TRUSTED: "drifted, or no logged decision admitted its "
+                "host",
+                FAILED: "not in the logs, or Nova or the attestation "
+                "service could not be asked"},
     "--version": {OK: "the version is printed"},
 }
 #: Bumped only on incompatible changes to ``status --format json``.
