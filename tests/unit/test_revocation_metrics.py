@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -303,7 +304,8 @@ def test_connections_turned_away_before_an_answer(listening, pki):
     assert told.calls == []
 
 
-def test_an_observer_that_raises_changes_no_answer(listening, pki, key):
+def test_an_observer_that_raises_changes_no_answer(listening, pki, key,
+                                                   caplog):
     service, placement, _ = listening
 
     class Broken:
@@ -314,10 +316,17 @@ def test_an_observer_that_raises_changes_no_answer(listening, pki, key):
             raise RuntimeError("observer bug")
 
     service.observe(Broken())
-    r = _post(service, pki, ke.signed_body(key, "agent-1"))
-    assert (r.status_code, r.json()) == (200, {"result": "removed"})
-    assert placement.carriers == {"n2"}
-    assert _post(service, pki, b"{").status_code == 400
+    with caplog.at_level(logging.DEBUG):
+        r = _post(service, pki, ke.signed_body(key, "agent-1"))
+        assert (r.status_code, r.json()) == (200, {"result": "removed"})
+        assert placement.carriers == {"n2"}
+        assert _post(service, pki, b"{").status_code == 400
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.post(f"http://127.0.0.1:{service.listener.port}/",
+                          data=b"{}", timeout=15)
+        time.sleep(0.3)  # the listener tells after it answered
+    # nor does it show up as a failed connection in the log
+    assert "RuntimeError" not in caplog.text
     service.observe(None)
     assert _post(service, pki, ke.signed_body(key, "agent-2")).json() == {
         "result": "removed"}
