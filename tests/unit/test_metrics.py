@@ -15,7 +15,7 @@ from trustpool.attestation import HostReport, TrustLevel
 from trustpool.exceptions import ConfigurationError
 from trustpool.metrics import listener, textfile
 from trustpool.metrics.families import HOST_METRICS, HostState, state_of
-from trustpool.metrics.service import EXPORTED, ServiceMetrics
+from trustpool.metrics.service import EVENT_METRICS, EXPORTED, ServiceMetrics
 from trustpool.trait_sync import SyncResult
 
 NOW = 1_800_000_000.0
@@ -131,7 +131,12 @@ def test_exported_names_and_no_reason_text():
     text = generate_latest(m.registry).decode()
     assert "quoted-secret-xyz" not in text
     ours = {n for n in names_in(text) if n.startswith("trustpool_")}
-    assert ours == set(EXPORTED)
+    # the revocation families come with the event listener only
+    assert ours == set(EXPORTED) - set(EVENT_METRICS)
+    m.revocations()
+    text = generate_latest(m.registry).decode()
+    assert {n for n in names_in(text) if n.startswith("trustpool_")} == \
+        set(EXPORTED)
     # status --format prometheus prints the same host gauges
     status = textfile.render([report("a", "trusted")], now=NOW)
     assert names_in(status) == set(HOST_METRICS)

@@ -45,6 +45,7 @@ def exported() -> set[str]:
     """Every name the service exposes that PromQL can use: its samples'
     names and its families' names."""
     m = ServiceMetrics()
+    m.revocations()  # the event listener's, as with [trustpool_events]
     m.record_pass(SyncResult(hosts={"h": HostReport(
         "h", TrustLevel.TRUSTED, "oat", "r")}, attested_at=1.0), 0.1)
     names = set()

@@ -291,7 +291,9 @@ def _serve(conf: cfg.ConfigOpts, api: Any, client: Any, interval: float,
     try:
         gated = events.sync_pass() if events is not None else None
         try:
-            one_pass = metrics.serve(conf, client, gated) or gated
+            one_pass = metrics.serve(
+                conf, client, gated,
+                events.observe if events is not None else None) or gated
         except ConfigurationError as exc:
             return _fail(str(exc))
         trait_sync.run_forever(conf, api, client, interval,

@@ -12,13 +12,16 @@ without it. Install it with the ``metrics`` extra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
 from trustpool.attestation import AttestationClient, HostReport
 from trustpool.conf import TRAIT_GROUP
 from trustpool.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from trustpool.metrics.service import RevocationMetrics
 
 __all__ = ["missing", "serve", "status_exposition"]
 
@@ -36,10 +39,15 @@ def missing() -> str | None:
 
 
 def serve(conf: cfg.ConfigOpts, client: AttestationClient,
-          one_pass: Callable[..., Any] | None = None
+          one_pass: Callable[..., Any] | None = None,
+          on_events: Callable[[RevocationMetrics], None] | None = None
           ) -> Callable[..., Any] | None:
     """Start the ``[trustpool_traits] metrics_listen`` listener, if one is
     configured, and measure ``client`` for it.
+
+    ``on_events``, when given (the Keylime event listener's ``observe``),
+    is handed the observer that counts revocation events, and those
+    metrics are exported too.
 
     :returns: ``one_pass`` (by default :func:`trustpool.trait_sync.sync`)
         measured, a drop-in that records each pass; or ``None`` when no
@@ -59,6 +67,8 @@ def serve(conf: cfg.ConfigOpts, client: AttestationClient,
     metrics = service.ServiceMetrics()
     listener.start(value, listener.metrics_app(metrics.registry))
     client.observer = metrics.observe_attestation
+    if on_events is not None:
+        on_events(metrics.revocations())
     return metrics.timed(one_pass)
 
 

@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """What the long-running service measures, in one registry of its own.
 
-Fed from two hooks, so that neither the library nor the pass knows about
-Prometheus: the attestation client's observer (every exchange, its time
-and cause of failure) and a wrapper around each sync pass (its time and
-its :class:`~trustpool.trait_sync.SyncResult`).
+Fed from hooks, so that neither the library, the pass nor the event
+listener knows about Prometheus: the attestation client's observer (every
+exchange, its time and cause of failure), a wrapper around each sync pass
+(its time and its :class:`~trustpool.trait_sync.SyncResult`) and, when
+the Keylime event listener runs, its observer
+(:class:`RevocationMetrics`, which has the methods
+``trustpool.revocation.observer.EventObserver`` names; this package does
+not import that one, they are siblings).
 """
 
 from __future__ import annotations
@@ -36,15 +40,34 @@ from trustpool.metrics.families import (
 )
 from trustpool.trait_sync import SyncResult
 
-__all__ = ["EXPORTED", "ServiceMetrics"]
+__all__ = ["EVENT_METRICS", "EXPORTED", "RevocationMetrics",
+           "ServiceMetrics"]
 
 _EXCHANGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                      5.0, 10.0, 30.0)
 _PASS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
                  300.0)
+#: the goal is a second; Keylime retries an unanswered event for minutes
+_REVOCATION_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+                       60.0, 300.0, 900.0, 3600.0)
+_HANDLING_BUCKETS = _EXCHANGE_BUCKETS
+
+#: the label values of the revocation counters, exported from 0; the same
+#: words as trustpool.revocation.observer's (a unit test compares them)
+REVOCATION_OUTCOMES = ("removed", "no_trait", "unknown_agent", "failed")
+REVOCATION_REFUSALS = ("unsigned", "bad_signature", "malformed",
+                       "too_large", "method", "other")
+#: the families of :class:`RevocationMetrics`, there only when the event
+#: listener runs
+EVENT_METRICS = ("trustpool_revocation_events_total",
+                 "trustpool_revocation_events_refused_total",
+                 "trustpool_revocation_latency_seconds",
+                 "trustpool_revocation_handling_duration_seconds",
+                 "trustpool_revocation_last_event_timestamp_seconds")
 
 #: every metric family the service exports besides process_*, by name as
-#: it appears in PromQL (counters with their ``_total``)
+#: it appears in PromQL (counters with their ``_total``); the
+#: :data:`EVENT_METRICS` only with ``[trustpool_events] listen``
 EXPORTED = (*HOST_METRICS,
             "trustpool_attestation_request_duration_seconds",
             "trustpool_attestation_failures_total",
@@ -52,7 +75,8 @@ EXPORTED = (*HOST_METRICS,
             "trustpool_trait_removals_total",
             "trustpool_sync_passes_total",
             "trustpool_sync_pass_duration_seconds",
-            "trustpool_sync_last_success_timestamp_seconds")
+            "trustpool_sync_last_success_timestamp_seconds",
+            *EVENT_METRICS)
 
 
 class ServiceMetrics:
@@ -101,8 +125,17 @@ class ServiceMetrics:
             "none yet).", registry=r)
         self._lock = threading.Lock()
         self._hosts: dict[str, HostState] = {}
+        self._revocations: RevocationMetrics | None = None
         r.register(_HostGauges(self))
         ProcessCollector(registry=r)
+
+    def revocations(self) -> RevocationMetrics:
+        """The event listener's observer, its families registered on the
+        first call (a service without the listener exports none)."""
+        with self._lock:
+            if self._revocations is None:
+                self._revocations = RevocationMetrics(self.registry)
+            return self._revocations
 
     def observe_attestation(self, seconds: float,
                             cause: Cause | None) -> None:
@@ -176,3 +209,68 @@ class _HostGauges(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return self._metrics.host_families()
+
+
+class RevocationMetrics:
+    """What the Keylime event listener tells, counted (thread-safe: the
+    listener answers from many threads)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.events = Counter(
+            "trustpool_revocation_events",
+            "Verified revocation events answered, by outcome: removed (the "
+            "trust trait was removed now), no_trait (the host had none), "
+            "unknown_agent (maps to no host; answered 200, nothing "
+            "changed), failed (Placement did not confirm; answered 5xx, "
+            "the verifier retries).", ["outcome"], registry=r)
+        for outcome in REVOCATION_OUTCOMES:
+            self.events.labels(outcome)
+        self.refused = Counter(
+            "trustpool_revocation_events_refused",
+            "Requests and connections the event listener turned away, by "
+            "reason: unsigned (401), bad_signature (403), malformed (400, "
+            "411: not Keylime's shape, unframed or cut short), too_large "
+            "(413), method (405, 501), other (a failed TLS handshake or "
+            "client certificate, a reset, no free slot, an internal "
+            "error).", ["reason"], registry=r)
+        for reason in REVOCATION_REFUSALS:
+            self.refused.labels(reason)
+        self.latency = Histogram(
+            "trustpool_revocation_latency_seconds",
+            "From the verifier's time for an event (its event_time, to the "
+            "second, so up to 1 s above the truth) to Placement confirming "
+            "the trait removal; events that removed the trait and carry a "
+            "time this service can read.",
+            buckets=_REVOCATION_BUCKETS, registry=r)
+        self.handling = Histogram(
+            "trustpool_revocation_handling_duration_seconds",
+            "From receipt of a verified event's request to its answer "
+            "written, whatever the outcome.",
+            buckets=_HANDLING_BUCKETS, registry=r)
+        self.last_event = Gauge(
+            "trustpool_revocation_last_event_timestamp_seconds",
+            "Unix time at which the last verified revocation event was "
+            "received (0: none yet).", registry=r)
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def revocation_event(self, outcome: str, received_at: float,
+                         seconds: float, latency: float | None) -> None:
+        """A verified event was answered (``EventObserver``)."""
+        if outcome not in REVOCATION_OUTCOMES:
+            outcome = "failed"
+        self.events.labels(outcome).inc()
+        self.handling.observe(max(0.0, seconds))
+        if latency is not None:
+            self.latency.observe(max(0.0, latency))
+        with self._lock:
+            # answers finish in any order; the gauge never goes back
+            if received_at > self._last:
+                self._last = received_at
+                self.last_event.set(received_at)
+
+    def revocation_refused(self, reason: str) -> None:
+        """A request or connection was turned away (``EventObserver``)."""
+        self.refused.labels(reason if reason in REVOCATION_REFUSALS
+                            else "other").inc()

@@ -11,8 +11,9 @@ Modules, one job each: :mod:`.options` (the ``[trustpool_events]``
 group), :mod:`.message` (reading and verifying one webhook body),
 :mod:`.ledger` (revocation times shared with the periodic pass),
 :mod:`.handler` (what an event does in Placement and the audit log),
-:mod:`.server` (the bounded HTTPS listener), :mod:`.service` (putting it
-together from the configuration).
+:mod:`.server` (the bounded HTTPS listener), :mod:`.observer` (what the
+listener tells the service's metrics, in fixed words), :mod:`.service`
+(putting it together from the configuration).
 """
 
 from __future__ import annotations

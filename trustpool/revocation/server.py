@@ -18,6 +18,9 @@ client controls:
 One request per connection. The outermost boundary of a request turns any
 exception into a 500 with a generic body, logged once with its type; no
 log line quotes the body or a header.
+
+An observer (:mod:`.observer`), when set, hears of every answered request
+and every connection turned away, in words from fixed sets.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from typing import Any
 
+from trustpool.revocation import observer as obs
 from trustpool.revocation.handler import RevocationHandler
 from trustpool.revocation.message import Refused, SignatureCheck, read
 
@@ -63,7 +68,20 @@ class _Server(http.server.ThreadingHTTPServer):
         self.limits = limits
         self.slots = threading.BoundedSemaphore(limits.max_connections)
         self.request_queue_size = max(16, 2 * limits.max_connections)
+        #: see :class:`~.observer.EventObserver`; may be set at any time
+        self.observer: obs.EventObserver | None = None
         super().__init__(address, handler)
+
+    def tell(self, name: str, *args: Any) -> None:
+        """Call the observer's ``name``; an observer that raises is
+        ignored (measuring must not change an answer)."""
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            getattr(observer, name)(*args)
+        except Exception:  # noqa: BLE001, S110 - measuring changes nothing
+            pass
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(timeout=_SLOT_WAIT):
@@ -71,6 +89,7 @@ class _Server(http.server.ThreadingHTTPServer):
                         "a new one (the verifier retries)",
                         self.limits.max_connections)
             self.shutdown_request(request)
+            self.tell("revocation_refused", "other")
             return
         try:
             super().process_request(request, client_address)
@@ -134,6 +153,14 @@ class Listener:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}/"
 
+    @property
+    def observer(self) -> obs.EventObserver | None:
+        return self._server.observer
+
+    @observer.setter
+    def observer(self, observer: obs.EventObserver | None) -> None:
+        self._server.observer = observer
+
     def start(self) -> Listener:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -161,15 +188,56 @@ def _request_handler(handler: RevocationHandler,
         def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
+        def handle(self) -> None:
+            """http.server's, and a connection that ends without an
+            answer told once as refused (``other``): a failed handshake
+            or client certificate, a reset. A connection that sent
+            nothing at all is not an event."""
+            self._told = False
+            self.raw_requestline = b""
+            try:
+                super().handle()
+            except Exception:
+                self._tell_refused("other")
+                raise
+            if self.raw_requestline:
+                self._tell_refused("other")
+
+        def _tell_refused(self, reason: str) -> None:
+            if not self._told:
+                self._told = True
+                self.server.tell(  # type: ignore[attr-defined]
+                    "revocation_refused", reason)
+
+        def send_error(self, code: int, message: str | None = None,
+                       explain: str | None = None) -> None:
+            """http.server's own refusals (a bad request line, an unknown
+            method), told by their status."""
+            self._tell_refused(obs.refusal_of(code))
+            super().send_error(code, message, explain)
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             self.close_connection = True
+            received = time.monotonic()
+            received_at = time.time()
+            #: (outcome, latency) once a verified event was handled
+            self._event: tuple[str, float | None] | None = None
             try:
                 status, word = self._post()
             except Exception as exc:  # noqa: BLE001 - the boundary
                 LOG.error("revocation listener: handling failed (%s); "
                           "answered 500", type(exc).__name__)
                 status, word = 500, "internal error"
+                self._event = None
             self._answer(status, word)
+            if self._event is None:
+                self._tell_refused(obs.refusal_of(status))
+                return
+            self._told = True
+            outcome, latency = self._event
+            self.server.tell(  # type: ignore[attr-defined]
+                "revocation_event", outcome, received_at,
+                time.monotonic() - received, latency)
 
         def _post(self) -> tuple[int, str]:
             limits: Limits = self.server.limits  # type: ignore[attr-defined]
@@ -206,7 +274,14 @@ def _request_handler(handler: RevocationHandler,
                           "the trust trait could not be removed (%s); "
                           "answered 503, the verifier will retry",
                           note.kind, note.agent_id, type(exc).__name__)
+                self._event = ("failed", None)
                 return 503, "not done, retry"
+            outcome = obs.outcome_of(word)
+            # the handler returns once Placement confirmed the removal
+            latency = obs.latency(obs.verifier_timestamp(note.verifier_time),
+                                  time.time()) \
+                if outcome == "removed" else None
+            self._event = (outcome, latency)
             return 200, word
 
         @staticmethod
@@ -232,6 +307,7 @@ def _request_handler(handler: RevocationHandler,
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             self.close_connection = True
             self._answer(405, "POST revocation events here")
+            self._tell_refused("method")
 
         do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
 

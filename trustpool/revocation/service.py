@@ -24,6 +24,7 @@ from trustpool.revocation import options
 from trustpool.revocation.handler import RevocationHandler
 from trustpool.revocation.ledger import Ledger
 from trustpool.revocation.message import SignatureCheck
+from trustpool.revocation.observer import EventObserver
 from trustpool.revocation.server import Limits, Listener
 
 __all__ = ["EventService", "start"]
@@ -43,6 +44,11 @@ class EventService:
     @property
     def url(self) -> str:
         return self.listener.url
+
+    def observe(self, observer: EventObserver | None) -> None:
+        """Tell ``observer`` of every request from now on (the service's
+        metrics); ``None`` stops."""
+        self.listener.observer = observer
 
     def sync_pass(self) -> Callable[..., trait_sync.SyncResult]:
         """:func:`trustpool.trait_sync.sync` gated by this ledger, for
