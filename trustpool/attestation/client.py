@@ -36,7 +36,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from trustpool.attestation.backends import AttestationBackend
@@ -193,7 +193,7 @@ class AttestationClient:
         else:
             reports, missing = self._from_cache(names)
         if missing:
-            reports.update(self._fetch(missing, generation))
+            reports.update(self._fetch(missing, generation, reports))
         if self.max_report_age > 0:
             now = self._wall_clock()
             for name, report in reports.items():
@@ -252,9 +252,16 @@ class AttestationClient:
         self.stats.cache_hits += len(found)
         return found, missing
 
-    def _fetch(self, missing: list[str],
-               generation: int) -> dict[str, HostReport]:
-        """Reports for names the cache has no fresh answer for."""
+    def _fetch(self, missing: list[str], generation: int,
+               found: Mapping[str, HostReport] | None = None
+               ) -> dict[str, HostReport]:
+        """Reports for names the cache has no fresh answer for.
+
+        ``found`` are the answers the caller looked up before coming here:
+        waiting for the refresh lock can outlast their deadlines, so they
+        are looked up again after the wait and replaced (by a newer answer,
+        a refresh, or ``unknown``) when they expired in it.
+        """
         failure = self._failure
         now = self._clock()
         if failure is not None and now < failure.until:
@@ -262,13 +269,19 @@ class AttestationClient:
             # while the failure is remembered.
             return self._failed(missing, failure, now)
         wait = -1 if self.max_wait is None else self.max_wait
+        again = list(found or ())
         if not self._refresh_lock.acquire(timeout=wait):
-            return self._busy(missing)
+            fresh, expired = self._cache.lookup(again, self._clock())
+            return {**fresh, **self._busy(missing + expired)}
         try:
             reports: dict[str, HostReport] = {}
+            if again:
+                reports, expired = self._cache.lookup(again, self._clock())
+                missing = missing + expired
             if self._cache.generation != generation:
                 # Another thread stored answers while we waited.
-                reports, missing = self._from_cache(missing)
+                stored, missing = self._from_cache(missing)
+                reports.update(stored)
             if missing:
                 reports.update(self._refresh(missing))
             return reports
