@@ -510,6 +510,26 @@ def test_an_event_follows_host_attribute_to_the_service_hosts_nodes(
     handler.close()
 
 
+def test_a_node_nova_lists_under_two_service_hosts_loses_the_trait(
+        conf, key, check):
+    """A hypervisors answer that lists one uuid twice, under the event's
+    service host and under another, makes the node's name ambiguous; an
+    event about either host must still take the trait away from it (a
+    removal needs no certainty), never answer 'no-trait' and leave it."""
+    from trustpool.attestation.identity import ComputeNode
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    placement = _Carriers([{"uuid": "u1", "name": "svc1.hv",
+                            "parent_provider_uuid": None}])
+    nodes = _Nodes([ComputeNode("u1", "svc1.hv", "svc1"),
+                    ComputeNode("u1", "svc1.hv", "svc2")])
+    handler = RevocationHandler(conf, placement, Ledger(), AgentIds(conf),
+                                "CUSTOM_T", nodes)
+    assert handler.handle(read(ke.signed_body(key, "svc1"), check)) == (
+        "removed")
+    assert placement.writes == [("u1", "CUSTOM_T", False)]
+    handler.close()
+
+
 @pytest.mark.parametrize("nodes", [None, _Nodes(fail=True)])
 def test_an_event_by_service_host_without_nova_is_never_acknowledged(
         conf, key, check, nodes):
