@@ -481,6 +481,13 @@ class AttestationClient:
                 f"{budget:g}s; the exchange was abandoned", "timeout")
         ok, value = outcome[0]
         if not ok:
+            if not isinstance(value, Exception):
+                # SystemExit, KeyboardInterrupt... raised by the backend in
+                # the worker: a failed exchange here, never the caller's
+                # own exit or interrupt
+                raise AttestationError(
+                    f"{self.backend.describe()} raised "
+                    f"{type(value).__name__}", "other")
             raise value
         return value  # type: ignore[no-any-return]
 
