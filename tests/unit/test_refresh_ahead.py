@@ -212,3 +212,37 @@ def test_an_answer_found_fresh_is_not_served_after_waiting_past_it(
     caller.join(10)
     settle(client)
     assert result["a"].level is not T, result["a"]
+
+
+def test_close_between_the_check_and_the_start_starts_no_refresh(clock):
+    """close() that comes after a caller found answers due and checked the
+    client open, but before it started the refresh: no thread starts on a
+    closed backend (close() would not have waited for it)."""
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    client.level("a")
+    clock.advance(TTL - 1)
+    guard = client._ahead_guard
+
+    class Racing:
+        """The guard, with close() run by another thread just before the
+        caller takes it."""
+
+        def __init__(self):
+            self.raced = False
+
+        def __enter__(self):
+            if not self.raced:
+                self.raced = True
+                closer = threading.Thread(target=client.close)
+                closer.start()
+                closer.join(10)
+            return guard.__enter__()
+
+        def __exit__(self, *exc):
+            return guard.__exit__(*exc)
+
+    client._ahead_guard = Racing()
+    assert client.level("a").level is T      # still within its TTL
+    assert client._ahead is None
+    assert len(backend.calls) == 1

@@ -237,8 +237,12 @@ class AttestationClient:
     def close(self) -> None:
         """Stop refreshing ahead, wait (boundedly) for a refresh that is
         running, and close the backend."""
-        self._closed = True
-        ahead = self._ahead
+        with self._ahead_guard:
+            # under the guard: a caller that checked the client open
+            # before this either started its refresh already (joined
+            # below) or sees it closed and starts none
+            self._closed = True
+            ahead = self._ahead
         if ahead is not None:
             ahead.join(float(getattr(self.backend, "timeout", 10.0))
                        + _ABANDON_MARGIN + WAIT_MARGIN)
@@ -297,6 +301,8 @@ class AttestationClient:
                             and self._clock() < failure.until):
             return
         with self._ahead_guard:
+            if self._closed:
+                return
             self._due.update(dict.fromkeys(names))
             ahead = self._ahead
             if ahead is not None and ahead.is_alive():
