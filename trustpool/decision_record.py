@@ -135,6 +135,24 @@ class _AuditFile(logging.handlers.WatchedFileHandler):
                 "decision events are lost until it can",
                 self.baseFilename, type(self._error).__name__, self._error)
 
+    def _open(self) -> Any:
+        """The file for appending, refused when it is not a regular file:
+        what stands at the path can change after start-up (a rotation), and
+        opening a FIFO that nobody reads would block the scheduling request
+        that writes, and every request after it. Opened without blocking,
+        checked, then made blocking again."""
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND
+                     | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{self.baseFilename} is not a regular file")
+            os.set_blocking(fd, True)
+            return open(fd, "a", encoding=self.encoding,  # noqa: SIM115
+                        errors=self.errors)
+        except BaseException:
+            os.close(fd)
+            raise
+
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
         self._error = sys.exc_info()[1] or RuntimeError("write failed")
 

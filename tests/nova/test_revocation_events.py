@@ -509,7 +509,10 @@ revocation_cert_file = {key.cert_path}
         r = requests.post(f"https://127.0.0.1:{port}/",
                           data=ke.signed_body(key, victim), timeout=15,
                           verify=str(pki["ca"].cert_path))
-        assert (r.status_code, r.json()) == (200, {"result": "removed"})
+        # a pass (every 0.5 s) that asked after the verdict changed may
+        # have removed the trait first: then the event finds none
+        assert r.status_code == 200
+        assert r.json()["result"] in ("removed", "no-trait"), r.json()
         assert made.carrying() == {bystander}
         polls = oat_server.polls()
         wait_for(lambda: oat_server.polls() >= polls + 2, "two more passes")

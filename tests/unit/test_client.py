@@ -568,3 +568,23 @@ def test_a_secret_echoed_as_the_server_time_is_masked(clock):
     report = client.level("a")
     assert report.level is K
     assert "s3cr3t" not in report.reason and "***" in report.reason
+
+
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(),
+                                 GeneratorExit()],
+                         ids=["SystemExit", "KeyboardInterrupt",
+                              "GeneratorExit"])
+def test_a_backend_that_raises_a_base_exception_is_a_failure(clock, exc):
+    """The call runs in a worker thread, which hands over whatever it
+    raised; re-raised in the caller, a plugin's ``sys.exit()`` would end
+    the scheduler's request (or its process), not make hosts unknown."""
+    class Exiting(ScriptedBackend):
+        def attest(self, hostnames):
+            raise exc
+
+    client = make(Exiting({"a": T}), clock)
+    report = client.level("a")
+    assert report.level is K
+    assert type(exc).__name__ in report.reason
+    with pytest.raises(AttestationError):
+        client.attest_uncached(["a"])

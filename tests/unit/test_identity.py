@@ -3,6 +3,7 @@ the attestation service, from each record a component holds for it."""
 
 from __future__ import annotations
 
+import threading
 import types
 
 import pytest
@@ -219,3 +220,45 @@ def test_the_sync_loop_hands_the_nova_api_to_every_pass(conf):
     trait_sync.run_forever(conf, "placement", "client", 0, stop,
                            pass_=one_pass, compute=nova)
     assert seen == [(conf, "placement", "client", nova)]
+
+
+def test_a_nova_that_ignores_the_marker_is_no_answer(monkeypatch):
+    """A full page answered again for every marker (a proxy that drops the
+    query, a hostile endpoint) must not page forever: the revocation
+    receiver asks with a host's ledger lock held."""
+    monkeypatch.setattr(compute, "_PAGE", 2)
+    with requests_mock.Mocker() as m:
+        m.get(f"{NOVA}/os-hypervisors/detail",
+              json={"hypervisors": [hypervisor(0), hypervisor(1)]})
+        result = []
+        worker = threading.Thread(target=lambda: result.append(
+            _outcome(compute_api().compute_nodes)), daemon=True)
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "paging never ended"
+    [outcome] = result
+    assert isinstance(outcome, compute.NovaAPIError), outcome
+    assert "/os-hypervisors/detail" in str(outcome)
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - the test looks at it
+        return exc
+
+
+def test_a_servers_list_that_ignores_the_marker_ends(monkeypatch):
+    monkeypatch.setattr(compute, "_PAGE", 2)
+    page = [{"id": f"s-{i}", "OS-EXT-SRV-ATTR:host": "svc-0"}
+            for i in range(2)]
+    with requests_mock.Mocker() as m:
+        m.get(f"{NOVA}/servers/detail", json={"servers": page})
+        result = []
+        worker = threading.Thread(target=lambda: result.append(
+            _outcome(lambda: list(compute_api().servers()))), daemon=True)
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "paging never ended"
+    [outcome] = result
+    assert isinstance(outcome, compute.NovaAPIError), outcome

@@ -186,3 +186,46 @@ def test_the_listener_serves_metrics_and_drops_silent_clients(running):
         assert c.recv(100) == b""  # closed by the server, not by us
         assert time.monotonic() - started < 9
     assert requests.get(served.url, timeout=5).status_code == 200
+
+
+def test_a_client_that_drips_its_request_is_cut_at_the_deadline(running):
+    """A byte now and then restarts a per-read timeout; the deadline is
+    for the whole request, so a dripping client cannot hold a thread (and,
+    many times over, the process's memory) for ever."""
+    served, port = running
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.settimeout(0.2)
+        cut = False
+        for byte in b"GET /metrics HTTP/1.1\r\nX-Drip: " + b"a" * 40:
+            try:
+                c.sendall(bytes([byte]))
+                if c.recv(100) == b"":
+                    cut = True
+                    break
+            except TimeoutError:
+                continue                      # nothing yet: drip on
+            except OSError:
+                cut = True
+                break
+        assert cut, "a dripping client kept its connection"
+    assert requests.get(served.url, timeout=5).status_code == 200
+
+
+def test_connections_beyond_the_cap_are_closed(monkeypatch):
+    monkeypatch.setattr(listener, "_MAX_CONNECTIONS", 1)
+    monkeypatch.setattr(listener._Handler, "timeout", 8.0)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    served = listener.start(f"127.0.0.1:{port}",
+                            listener.metrics_app(ServiceMetrics().registry))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as a:
+            a.sendall(b"GET /metrics HTTP/1.0\r\n")   # holds the one slot
+            with socket.create_connection(("127.0.0.1", port),
+                                          timeout=10) as b:
+                assert b.recv(100) == b""             # closed: no slot
+            a.sendall(b"\r\n")                        # the holder is served
+            assert a.recv(100).startswith(b"HTTP/1.0 200")
+    finally:
+        served.close()

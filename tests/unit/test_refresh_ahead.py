@@ -175,3 +175,74 @@ def test_off_by_default_in_the_library(clock):
     clock.advance(TTL - 0.5)
     client.level("a")
     assert client._ahead is None and len(backend.calls) == 1
+
+
+@pytest.mark.parametrize("max_wait", [None, 5.0])
+def test_an_answer_found_fresh_is_not_served_after_waiting_past_it(
+        clock, max_wait):
+    """A caller that found ``a`` fresh, then waited for the refresh lock
+    (held by the refresh ahead) for a host it lacks, must not hand out the
+    ``a`` it looked up before waiting once ``a``'s deadline has passed."""
+    backend = GatedBackend({"a": T, "new": T})
+    backend.gate.set()
+    client = make(backend, clock, max_wait=max_wait)
+    assert client.level("a").level is T
+    backend.gate.clear()
+    backend.entered.clear()
+    clock.advance(TTL - 1)
+    client.level("a")                        # the refresh ahead; it blocks
+    assert backend.entered.wait(5)
+    backend.table["a"] = U                   # what that refresh will say
+    looked = threading.Event()
+    lookup_ahead = client._cache.lookup_ahead
+
+    def spied(*args):
+        found = lookup_ahead(*args)
+        looked.set()
+        return found
+
+    client._cache.lookup_ahead = spied
+    result = {}
+    caller = threading.Thread(
+        target=lambda: result.update(client.levels(["a", "new"])))
+    caller.start()                           # finds a fresh; waits for new
+    assert looked.wait(5)
+    clock.advance(2)                         # a's first deadline passes
+    backend.gate.set()
+    caller.join(10)
+    settle(client)
+    assert result["a"].level is not T, result["a"]
+
+
+def test_close_between_the_check_and_the_start_starts_no_refresh(clock):
+    """close() that comes after a caller found answers due and checked the
+    client open, but before it started the refresh: no thread starts on a
+    closed backend (close() would not have waited for it)."""
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    client.level("a")
+    clock.advance(TTL - 1)
+    guard = client._ahead_guard
+
+    class Racing:
+        """The guard, with close() run by another thread just before the
+        caller takes it."""
+
+        def __init__(self):
+            self.raced = False
+
+        def __enter__(self):
+            if not self.raced:
+                self.raced = True
+                closer = threading.Thread(target=client.close)
+                closer.start()
+                closer.join(10)
+            return guard.__enter__()
+
+        def __exit__(self, *exc):
+            return guard.__exit__(*exc)
+
+    client._ahead_guard = Racing()
+    assert client.level("a").level is T      # still within its TTL
+    assert client._ahead is None
+    assert len(backend.calls) == 1

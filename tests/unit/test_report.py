@@ -4,6 +4,7 @@ escaping, the row caps, the exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -12,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -574,3 +576,62 @@ def test_explain_picks_the_decision_that_admitted_the_current_host(
     assert code == 0
     assert story["decisions"] == 2
     assert story["placed"]["request_id"] == "req-moved"
+
+
+# -- what is not a regular file -----------------------------------------------
+
+def _in_thread(target):
+    """Run ``target`` in a daemon thread; what it returned, or a timeout
+    (a report that blocks must fail the test, not hang it)."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(target()),
+                              daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "the report blocked"
+    return result[0]
+
+
+@pytest.mark.parametrize("command", ["report", "explain"])
+def test_a_pipe_is_refused_not_read_in_part(tmp_path, capsys, command):
+    """``trustpool report <(zcat old.gz)``: the file is opened more than
+    once (its first event orders the files), so a pipe would lose what the
+    first opens read, and the report would be silently incomplete."""
+    log = sample(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def writer():
+        try:
+            with open(fifo, "wb") as out:
+                out.write(log.read_bytes())
+        except OSError:
+            pass
+
+    feeding = threading.Thread(target=writer, daemon=True)
+    feeding.start()
+    args = ["report", "--format", "csv", "--output",
+            str(tmp_path / "out.csv"), str(fifo)] if command == "report" \
+        else ["explain", "aaaaaaaa-0000-0000-0000-000000000000",
+                  "--audit-log", str(fifo)]
+    code = _in_thread(lambda: cli.main(["--config-file", "/dev/null",
+                                        *args]))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot read {fifo}: not a regular file" in err
+    assert "Traceback" not in err
+    with contextlib.suppress(OSError):        # let the writer end
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+
+
+def test_a_fifo_without_writer_and_a_device_are_refused_at_once(
+        tmp_path, capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for name in (str(fifo), "/dev/zero"):
+        code = _in_thread(lambda name=name: cli.main(
+            ["--config-file", "/dev/null", "report", "--format", "json",
+             "--output", str(tmp_path / "out.json"), name]))
+        err = capsys.readouterr().err
+        assert code == 2
+        assert f"cannot read {name}: not a regular file" in err

@@ -510,6 +510,26 @@ def test_an_event_follows_host_attribute_to_the_service_hosts_nodes(
     handler.close()
 
 
+def test_a_node_nova_lists_under_two_service_hosts_loses_the_trait(
+        conf, key, check):
+    """A hypervisors answer that lists one uuid twice, under the event's
+    service host and under another, makes the node's name ambiguous; an
+    event about either host must still take the trait away from it (a
+    removal needs no certainty), never answer 'no-trait' and leave it."""
+    from trustpool.attestation.identity import ComputeNode
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    placement = _Carriers([{"uuid": "u1", "name": "svc1.hv",
+                            "parent_provider_uuid": None}])
+    nodes = _Nodes([ComputeNode("u1", "svc1.hv", "svc1"),
+                    ComputeNode("u1", "svc1.hv", "svc2")])
+    handler = RevocationHandler(conf, placement, Ledger(), AgentIds(conf),
+                                "CUSTOM_T", nodes)
+    assert handler.handle(read(ke.signed_body(key, "svc1"), check)) == (
+        "removed")
+    assert placement.writes == [("u1", "CUSTOM_T", False)]
+    handler.close()
+
+
 @pytest.mark.parametrize("nodes", [None, _Nodes(fail=True)])
 def test_an_event_by_service_host_without_nova_is_never_acknowledged(
         conf, key, check, nodes):
@@ -557,3 +577,60 @@ def test_the_trust_lost_event_is_one_the_compliance_report_reads(
     assert parsed.event_id == "pcr_validation.invalid_pcr_15"
     assert parsed.source == "keylime-revocation" and parsed.event_time
     handler.close()
+
+
+def test_a_placement_that_never_answers_releases_the_hosts_lock(
+        conf, key, check, monkeypatch):
+    """A Placement that accepts the connection and never answers: the
+    event is not acknowledged (the handler raises, the verifier gets a
+    5xx), and the host's lock is free again for the next event and pass.
+    keystoneauth1 has no timeout of its own; trustpool gives its groups
+    one unless the operator set it."""
+    from trustpool.openstack import placement as placement_api
+    from trustpool.openstack import session
+    monkeypatch.setattr(session, "DEFAULT_TIMEOUT", 1.0)
+    silent = socket.create_server(("127.0.0.1", 0))
+    held = []
+    acceptor = threading.Thread(
+        target=lambda: held.append(silent.accept()), daemon=True)
+    acceptor.start()
+    placement_api.register_opts(conf)
+    conf.set_override("auth_type", "none", "placement")
+    conf.set_override(
+        "endpoint_override",
+        f"http://127.0.0.1:{silent.getsockname()[1]}", "placement")
+    assert conf.placement.timeout == 1.0
+    api = placement_api.PlacementAPI(placement_api.adapter_from_conf(conf))
+    ledger = Ledger()
+    handler = RevocationHandler(conf, api, ledger, AgentIds(conf),
+                                "CUSTOM_T")
+    outcome = []
+
+    def handle():
+        try:
+            outcome.append(handler.handle(
+                read(ke.signed_body(key, "node-1"), check)))
+        except Exception as exc:  # noqa: BLE001 - the caller answers 5xx
+            outcome.append(exc)
+
+    worker = threading.Thread(target=handle, daemon=True)
+    worker.start()
+    worker.join(30)
+    try:
+        assert not worker.is_alive(), "the handler waits for ever"
+        assert isinstance(outcome[0], Exception), outcome
+        with ledger.adding("node-1", 0.0):   # the lock is free
+            pass
+    finally:
+        handler.close()
+        silent.close()
+        for connection, _ in held:
+            connection.close()
+
+
+def test_an_operators_timeout_is_kept(conf):
+    from trustpool.openstack import placement as placement_api
+    placement_api.register_opts(conf)
+    conf.set_override("timeout", 5.0, "placement")
+    placement_api.register_opts(conf)
+    assert conf.placement.timeout == 5.0

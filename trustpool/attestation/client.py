@@ -36,7 +36,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from trustpool.attestation.backends import AttestationBackend
@@ -193,7 +193,7 @@ class AttestationClient:
         else:
             reports, missing = self._from_cache(names)
         if missing:
-            reports.update(self._fetch(missing, generation))
+            reports.update(self._fetch(missing, generation, reports))
         if self.max_report_age > 0:
             now = self._wall_clock()
             for name, report in reports.items():
@@ -237,8 +237,12 @@ class AttestationClient:
     def close(self) -> None:
         """Stop refreshing ahead, wait (boundedly) for a refresh that is
         running, and close the backend."""
-        self._closed = True
-        ahead = self._ahead
+        with self._ahead_guard:
+            # under the guard: a caller that checked the client open
+            # before this either started its refresh already (joined
+            # below) or sees it closed and starts none
+            self._closed = True
+            ahead = self._ahead
         if ahead is not None:
             ahead.join(float(getattr(self.backend, "timeout", 10.0))
                        + _ABANDON_MARGIN + WAIT_MARGIN)
@@ -252,9 +256,16 @@ class AttestationClient:
         self.stats.cache_hits += len(found)
         return found, missing
 
-    def _fetch(self, missing: list[str],
-               generation: int) -> dict[str, HostReport]:
-        """Reports for names the cache has no fresh answer for."""
+    def _fetch(self, missing: list[str], generation: int,
+               found: Mapping[str, HostReport] | None = None
+               ) -> dict[str, HostReport]:
+        """Reports for names the cache has no fresh answer for.
+
+        ``found`` are the answers the caller looked up before coming here:
+        waiting for the refresh lock can outlast their deadlines, so they
+        are looked up again after the wait and replaced (by a newer answer,
+        a refresh, or ``unknown``) when they expired in it.
+        """
         failure = self._failure
         now = self._clock()
         if failure is not None and now < failure.until:
@@ -262,13 +273,19 @@ class AttestationClient:
             # while the failure is remembered.
             return self._failed(missing, failure, now)
         wait = -1 if self.max_wait is None else self.max_wait
+        again = list(found or ())
         if not self._refresh_lock.acquire(timeout=wait):
-            return self._busy(missing)
+            fresh, expired = self._cache.lookup(again, self._clock())
+            return {**fresh, **self._busy(missing + expired)}
         try:
             reports: dict[str, HostReport] = {}
+            if again:
+                reports, expired = self._cache.lookup(again, self._clock())
+                missing = missing + expired
             if self._cache.generation != generation:
                 # Another thread stored answers while we waited.
-                reports, missing = self._from_cache(missing)
+                stored, missing = self._from_cache(missing)
+                reports.update(stored)
             if missing:
                 reports.update(self._refresh(missing))
             return reports
@@ -284,6 +301,8 @@ class AttestationClient:
                             and self._clock() < failure.until):
             return
         with self._ahead_guard:
+            if self._closed:
+                return
             self._due.update(dict.fromkeys(names))
             ahead = self._ahead
             if ahead is not None and ahead.is_alive():
@@ -468,6 +487,13 @@ class AttestationClient:
                 f"{budget:g}s; the exchange was abandoned", "timeout")
         ok, value = outcome[0]
         if not ok:
+            if not isinstance(value, Exception):
+                # SystemExit, KeyboardInterrupt... raised by the backend in
+                # the worker: a failed exchange here, never the caller's
+                # own exit or interrupt
+                raise AttestationError(
+                    f"{self.backend.describe()} raised "
+                    f"{type(value).__name__}", "other")
             raise value
         return value  # type: ignore[no-any-return]
 

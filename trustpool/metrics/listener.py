@@ -13,7 +13,9 @@ silent client hold its thread forever, and fails to bind with an
   404, any other method 405. The metrics hold host names, trust levels,
   counts and times: no reason text (which can quote a server's answer),
   no option value, no secret.
-- a client that sends nothing is dropped after a few seconds;
+- a client that sends nothing, or drips its request, is dropped a few
+  seconds after it connected, and at most a few connections are served
+  at once;
 - a malformed value, or an address that cannot be bound (in use, not
   local, unknown name), is a :class:`ConfigurationError` naming
   ``[trustpool_traits] metrics_listen`` and the value, at start-up.
@@ -44,8 +46,10 @@ __all__ = ["Listener", "metrics_app", "parse", "start"]
 LOG = logging.getLogger(__name__)
 OPTION = "metrics_listen"
 PATH = "/metrics"
-#: seconds a client may take to send its request
+#: seconds a client may take for its whole request and answer
 _CLIENT_TIMEOUT = 10.0
+#: connections served at once; Prometheus needs one per scraper
+_MAX_CONNECTIONS = 16
 _FORM = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s\[\]:]+))"
                    r":(?P<port>[0-9]{1,5})")
 
@@ -123,12 +127,55 @@ class _Handler(WSGIRequestHandler):
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    """At most :data:`_MAX_CONNECTIONS` connections at once (another is
+    closed at once), each cut at one absolute deadline from accept to the
+    end of the answer: the handler's timeout is per read, and a client
+    that drips a byte now and then would restart it for ever."""
+
     daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            LOG.debug("metrics listener: %d connections busy; closing one",
+                      _MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any,
+                               client_address: Any) -> None:
+        deadline = float(self.RequestHandlerClass.timeout  # type: ignore
+                         or _CLIENT_TIMEOUT)
+        watchdog = threading.Timer(deadline, _cut, (request,))
+        watchdog.daemon = True
+        try:
+            watchdog.start()
+            super().process_request_thread(request, client_address)
+        finally:
+            watchdog.cancel()
+            self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client that went away or sent nothing: not worth a traceback
         LOG.debug("metrics listener: a request from %s failed",
                   client_address)
+
+
+def _cut(sock: socket.socket) -> None:
+    """The deadline passed: end the connection whatever it is doing."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class Listener:

@@ -29,6 +29,8 @@ GROUP = "trustpool_nova"
 #: hypervisor's id is its compute node uuid (= its resource provider's).
 MICROVERSION = "2.53"
 _PAGE = 500
+#: pages of hypervisors at most (a million compute nodes at _PAGE = 500)
+_MAX_PAGES = 2000
 
 
 class NovaAPIError(TrustpoolError):
@@ -52,7 +54,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
-    opts = (ks_loading.get_session_conf_options()
+    opts = (session.session_opts()
             + ks_loading.get_auth_common_conf_options()
             + ks_loading.get_auth_plugin_conf_options("password")
             + ks_loading.get_adapter_conf_options(include_deprecated=False))
@@ -80,6 +82,7 @@ class ComputeAPI:
     def servers(self) -> Iterator[dict[str, Any]]:
         """Every server of every project that has a compute host."""
         marker = None
+        markers: set[str] = set()
         while True:
             query = f"/servers/detail?all_tenants=1&limit={_PAGE}"
             if marker:
@@ -90,7 +93,8 @@ class ComputeAPI:
                     yield server
             if len(page) < _PAGE:
                 return
-            marker = page[-1]["id"]
+            marker = _next_marker("/servers/detail", page[-1].get("id"),
+                                  markers)
 
     def compute_nodes(self) -> list[ComputeNode]:
         """Every compute node with its service host, from the hypervisors
@@ -100,8 +104,9 @@ class ComputeAPI:
             hypervisor host name or its service host: a caller naming
             hosts never acts on half an answer.
         """
-        nodes = []
+        nodes: list[ComputeNode] = []
         marker = None
+        markers: set[str] = set()
         while True:
             query = f"/os-hypervisors/detail?limit={_PAGE}"
             if marker:
@@ -116,7 +121,8 @@ class ComputeAPI:
                 nodes.append(_compute_node(record))
             if len(page) < _PAGE:
                 return nodes
-            marker = nodes[-1].uuid
+            marker = _next_marker("/os-hypervisors/detail", nodes[-1].uuid,
+                                  markers)
 
     def server(self, server_id: str) -> dict[str, Any] | None:
         """One server by id (``trustpool explain``); ``None`` if Nova does
@@ -169,6 +175,20 @@ class UnavailableComputeAPI:
 
     def compute_nodes(self) -> list[ComputeNode]:
         raise NovaAPIError(self.why)
+
+
+def _next_marker(path: str, marker: Any, markers: set[str]) -> str:
+    """The marker for the page after a full one. A marker given before
+    (Nova answered the same page again), one that is not a string, or more
+    pages than any cloud has: the paging would never end, so it stops
+    with an error."""
+    if not isinstance(marker, str) or not marker or marker in markers \
+            or len(markers) >= _MAX_PAGES:
+        raise NovaAPIError(
+            f"Nova API GET {path}: the pages do not end (after "
+            f"{len(markers) + 1} page(s), no new marker)")
+    markers.add(marker)
+    return marker
 
 
 def _compute_node(record: Any) -> ComputeNode:

@@ -9,7 +9,14 @@ from oslo_config import cfg
 
 from trustpool.exceptions import ConfigurationError
 
-__all__ = ["adapter_from_conf", "register_opts"]
+__all__ = ["DEFAULT_TIMEOUT", "adapter_from_conf", "register_opts",
+           "session_opts"]
+
+#: Seconds one request to an OpenStack API may take, unless the group's
+#: ``timeout`` says otherwise. keystoneauth1's own default is none at all:
+#: a Placement that accepts and never answers would hang a pass for ever,
+#: and hold a host's lock and a listener slot in the revocation receiver.
+DEFAULT_TIMEOUT = 60.0
 
 
 def register_opts(conf: cfg.ConfigOpts, group: str,
@@ -30,6 +37,8 @@ def register_opts(conf: cfg.ConfigOpts, group: str,
     except cfg.DuplicateOptError:
         pass
     conf.set_default("service_type", service_type, group=group)
+    if conf[group].timeout is None:
+        conf.set_default("timeout", DEFAULT_TIMEOUT, group=group)
     conf.set_default("valid_interfaces", ["internal", "public"], group=group)
 
 
@@ -47,3 +56,13 @@ def adapter_from_conf(conf: cfg.ConfigOpts, group: str,
                                                         auth=auth)
     return ks_loading.load_adapter_from_conf_options(
         conf, group, session=session, auth=auth)
+
+
+def session_opts() -> list[cfg.Opt]:
+    """keystoneauth1's session options with trustpool's default timeout
+    (for the sample configuration file)."""
+    opts = ks_loading.get_session_conf_options()
+    for opt in opts:
+        if opt.dest == "timeout":
+            opt.default = DEFAULT_TIMEOUT
+    return list(opts)

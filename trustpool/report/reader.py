@@ -14,6 +14,7 @@ import dataclasses
 import gzip
 import io
 import os
+import stat
 import sys
 import zlib
 from collections import Counter
@@ -117,18 +118,46 @@ def open_sources(names: Sequence[str]) -> list[Source]:
         if name == STDIN:
             sources.append(Source(STDIN, False, None))
             continue
+        _regular(name)
         try:
             with open(name, "rb") as raw:
                 compressed = raw.read(2) == _GZIP_MAGIC
         except OSError as exc:
             raise LogReadError(
                 f"cannot read {name}: {_describe(exc)}") from None
-        if os.path.isdir(name):
-            raise LogReadError(f"cannot read {name}: is a directory")
         source = Source(name, compressed, None)
         sources.append(Source(name, compressed, _first_time(source)))
     return sorted(sources, key=lambda s: (
         s.name != STDIN, s.first_time is None, s.first_time or 0.0))
+
+
+def _regular(name: str) -> None:
+    """Refuse what is not a regular file before reading a byte of it.
+
+    A file is opened more than once (its first event orders the files), so
+    a pipe (``<(zcat old.gz)``, a FIFO) would lose what the first reads
+    took, silently; a FIFO with no writer would block, and a device such
+    as ``/dev/zero`` would never end. Opened without blocking, so that a
+    FIFO is named, not waited on. Standard input (``-``) is read once and
+    takes a pipe.
+    """
+    try:
+        handle = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise LogReadError(
+            f"cannot read {name}: {_describe(exc)}") from None
+    try:
+        mode = os.fstat(handle).st_mode
+    finally:
+        os.close(handle)
+    if stat.S_ISDIR(mode):
+        raise LogReadError(f"cannot read {name}: is a directory")
+    if not stat.S_ISREG(mode):
+        raise LogReadError(
+            f"cannot read {name}: not a regular file (a pipe or a device "
+            "would be read more than once, or never end); give a stream "
+            "on standard input as -, e.g. zcat old.gz | trustpool report - "
+            "...")
 
 
 def _first_time(source: Source, lines: int = 1000) -> float | None:

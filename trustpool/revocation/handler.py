@@ -120,8 +120,11 @@ class RevocationHandler:
                 f"{self._identity.option}: the providers of {host} can be "
                 "found only through the Nova API, and [trustpool_nova] has "
                 "no credentials")
-        index = self._identity.index(self._compute.compute_nodes())
-        uuids = {node.uuid for node in index.nodes_named(host)}
+        # every record naming the host, not the index's unambiguous names:
+        # a uuid Nova lists under two service hosts has no name to grant
+        # trust by, but either host's event is reason enough to remove it
+        uuids = {node.uuid for node in self._compute.compute_nodes()
+                 if self._identity.name_of_node(node) == host}
         return [p for p in self._placement.providers(self._trait)
                 if p["uuid"] in uuids]
 
