@@ -40,9 +40,9 @@ from typing import Any
 
 from tests.support.pki import make_pki
 
-TTL = 2
-SECONDS = 20.0
-INTERVAL = 0.2
+TTL = 4
+SECONDS = 24.0
+INTERVAL = 0.5
 
 
 def _schedule(trusted: Any, hosts: list, spec: Any, interval: float,
