@@ -168,14 +168,14 @@ def main() -> None:
                         default="on", help="refresh_ahead in the runs "
                         "(on, the default; off; both)")
     parser.add_argument("--quick", action="store_true",
-                        help="1,000 hosts, 1 and 4 workers, 6 s runs: "
+                        help="1,000 hosts, 1 and 4 workers, 12 s runs: "
                         "a smoke run")
     args = parser.parse_args()
     if args.worker:
         _worker()
         return
     if args.quick:
-        args.sizes, args.workers, args.seconds = [1_000], [1, 4], 6.0
+        args.sizes, args.workers, args.seconds = [1_000], [1, 4], 12.0
     aheads = {"on": [True], "off": [False], "both": [True, False]}[args.ahead]
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="trustpool-scale-"))
     pki = make_pki(workdir)
