@@ -46,6 +46,14 @@ class RemoteOAT:
         self.proc.stdin.flush()
         return int(self.proc.stdout.readline())
 
+    def stats(self) -> tuple[int, int, float]:
+        """PollHosts requests and hosts asked so far, and the CPU seconds
+        the server process has used (all of its threads)."""
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        polls, hosts, cpu = self.proc.stdout.readline().split()
+        return int(polls), int(hosts), float(cpu)
+
     def hang(self) -> None:
         self.proc.send_signal(signal.SIGUSR1)
 

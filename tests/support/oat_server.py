@@ -190,11 +190,16 @@ def _serve_main() -> None:
     for load runs where it must not share a GIL with the scheduler.
 
     Prints the port, then serves until killed. SIGUSR1 makes it hang every
-    request (accept, never answer); SIGUSR2 makes it answer again.
+    request (accept, never answer); SIGUSR2 makes it answer again. On
+    stdin, ``polls`` asks for the PollHosts request count and ``stats`` for
+    ``<requests> <hosts asked> <CPU seconds of this process>``, the load a
+    scale-out run puts on one attestation service. Requests are counted,
+    not kept, so a long run does not grow the process.
     """
     import argparse
     import signal
     import sys
+    import time
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--cert", required=True)
@@ -209,8 +214,16 @@ def _serve_main() -> None:
                        levels={n: "trusted" for n in names})
     normal = server.responder
     hang = threading.Event()
+    counts = {"polls": 0, "hosts": 0}
 
     def responder(request: Request) -> Response | None:
+        with server._lock:
+            server.requests.remove(request)
+            if request.path.endswith("/PollHosts"):
+                counts["polls"] += 1
+                if isinstance(request.body, dict) and isinstance(
+                        request.body.get("hosts"), list):
+                    counts["hosts"] += len(request.body["hosts"])
         if hang.is_set():
             request.handler.close_connection = True
             server.stopping.wait(120)
@@ -223,9 +236,17 @@ def _serve_main() -> None:
     server.start()
     print(server.port, flush=True)
     try:
-        for line in sys.stdin:  # "polls" asks for the request count
-            if line.strip() == "polls":
-                print(server.polls(), flush=True)
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "polls":
+                with server._lock:
+                    print(counts["polls"], flush=True)
+            elif command == "stats":
+                with server._lock:
+                    polls, hosts = counts["polls"], counts["hosts"]
+                # the whole process: handshakes, parsing, answers, the
+                # accept loop's wake-ups
+                print(polls, hosts, time.process_time(), flush=True)
     finally:
         server.stop()
 
