@@ -365,6 +365,21 @@ _BODY = json.dumps({"hosts": [{"host_name": "n1", "trust_lvl": "trusted",
                                "vtime": "2026-11-23T10:00:00Z"}]}).encode()
 
 
+def test_a_chunked_answer_with_trailer_fields_is_read(conf, pki):
+    """The strict end of a chunked body still reads what the grammar
+    allows: field lines in the trailer section, then CRLF."""
+    server = OATServer(pki["server"].cert, pki["server"].key).start()
+    server.responder = _raw_answer(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"%x\r\n%s\r\n0\r\nX-Sum: 1\r\nX-Done:\r\n\r\n"
+        % (len(_BODY), _BODY))
+    try:
+        report = client_for(conf, server, pki["ca"].cert_path).level("n1")
+    finally:
+        server.stop()
+    assert report.level is TrustLevel.TRUSTED, report.reason
+
+
 @pytest.mark.parametrize(("head", "body", "needle"), [
     (b"HTTP/1.1 +200 OK\r\nContent-Length: %d\r\n\r\n" % len(_BODY), _BODY,
      "BadStatusLine"),
@@ -384,6 +399,19 @@ _BODY = json.dumps({"hosts": [{"host_name": "n1", "trust_lvl": "trusted",
      b"%x\r\n%sXX0\r\n\r\n" % (len(_BODY), _BODY), "connection broke"),
     (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
      b"%x\r\n%s\r\n0\r\n\r\n" % (len(_BODY), _BODY), "malformed headers"),
+    # the trailer section: cut short before its final CRLF (the long fuzz
+    # profile found it trusted), ended by a bare LF, or a line that is no
+    # field line
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"%x\r\n%s\r\n0\r\n" % (len(_BODY), _BODY), "connection broke"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"%x\r\n%s\r\n0\r\nX-Sum: 1\r\n" % (len(_BODY), _BODY),
+     "connection broke"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"%x\r\n%s\r\n0\r\n\n" % (len(_BODY), _BODY), "connection broke"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"%x\r\n%s\r\n0\r\nno colon here\r\n\r\n" % (len(_BODY), _BODY),
+     "connection broke"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
      % len(_BODY.decode().encode("utf-16")), _BODY.decode().encode("utf-16"),
      "not UTF-8"),

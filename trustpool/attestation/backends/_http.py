@@ -204,6 +204,10 @@ _MAX_LINE = 65536
 _STATUS_LINE = re.compile(
     rb"HTTP/1\.[01] [1-9][0-9]{2}(?: [\t\x20-\x7e\x80-\xff]*)?\r\n")
 _CHUNK_SIZE_LINE = re.compile(rb"[0-9A-Fa-f]{1,16}(?:;[^\r\n]*)?\r\n")
+# RFC 9112 trailer-section: field lines (token ":" field-value), then CRLF
+_TRAILER_LINE = re.compile(
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n")
+_MAX_TRAILER_LINES = 64
 
 
 class _StrictStatus(http.client.HTTPResponse):
@@ -234,6 +238,21 @@ class _StrictStatus(http.client.HTTPResponse):
             self._close_conn()  # type: ignore[attr-defined]
             raise ValueError("malformed chunk size line")
         return int(line.split(b";", 1)[0], 16)
+
+    def _read_and_discard_trailer(self) -> None:
+        # http.client ends the trailer section at EOF, at a bare LF or at
+        # whatever line it meets; the grammar ends it with CRLF only, after
+        # well-formed field lines. A body cut short there, or ended some
+        # other way, is not an answer: a peer must not be able to make two
+        # parsers disagree on where a trust answer ends.
+        for _ in range(_MAX_TRAILER_LINES):
+            line = self.fp.readline(1025)
+            if line == b"\r\n":
+                return
+            if not _TRAILER_LINE.fullmatch(line):
+                break
+        self._close_conn()  # type: ignore[attr-defined]
+        raise http.client.IncompleteRead(b"")
 
     def _get_chunk_left(self) -> int | None:
         if self.chunk_left == 0:  # type: ignore[attr-defined]
