@@ -41,7 +41,8 @@ print(f"RESULT {code} {took:.3f} {cpu:.3f} {usage.ru_maxrss}",
 """
 _BASELINE = """
 import resource
-from trustpool.cmd import main, report  # noqa: F401
+from trustpool.cmd import compliance, main  # noqa: F401
+import trustpool.report.aggregate  # noqa: F401
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
