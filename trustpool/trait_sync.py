@@ -378,8 +378,10 @@ class _Pass:
                 continue
             unmapped.append(f"{provider['name']} ({uuid})")
             why_not[uuid] = problem or (
-                f"no {identity.describe()}: the Nova API lists no "
-                "hypervisor with this uuid")
+                f"no {identity.describe()}: " + (
+                    "the Nova API lists this uuid with two different "
+                    "names (ambiguous)" if uuid in index else
+                    "the Nova API lists no hypervisor with this uuid"))
         if unmapped:
             reason = problem or (
                 f"{identity.option}: {len(unmapped)} compute node "

@@ -723,6 +723,33 @@ def test_host_attribute_host_a_provider_nova_does_not_list(
     assert placement.carriers(TRAIT) & set(made.values()) == {made["b1"]}
 
 
+def test_host_attribute_host_a_uuid_nova_lists_under_two_hosts(
+        conf, placement, named_apart, caplog):
+    """A hypervisor uuid that Nova lists under two service hosts has no
+    name: its provider loses the trait, and the log says it was listed
+    twice (it said Nova listed no hypervisor with this uuid)."""
+    made, nodes, levels = named_apart
+    conf.set_override("host_attribute", "host", "trusted_computing")
+    trait_sync.register_opts(conf)
+    assert trait_sync.sync(conf, api_for(placement), StandInClient(levels),
+                           StandInNova(nodes)).ok
+    b2 = nodes[2]
+    twice = [*nodes, ComputeNode(b2.uuid, b2.hypervisor_hostname,
+                                 nodes[0].service_host)]
+    caplog.set_level(logging.INFO, logger="trustpool")
+    result = trait_sync.sync(conf, api_for(placement), StandInClient(levels),
+                             StandInNova(twice))
+    assert not result.ok
+    assert placement.carriers(TRAIT) & set(made.values()) == {made["b1"]}
+    about_b2 = [r.getMessage() for r in caplog.records
+                if made["b2"] in r.getMessage()
+                or b2.hypervisor_hostname in r.getMessage()]
+    assert any("lists this uuid with two different names" in m
+               for m in about_b2), about_b2
+    assert not any("lists no hypervisor with this uuid" in m
+                   for m in about_b2), about_b2
+
+
 def test_host_attribute_host_command_line_without_nova_credentials(
         placement, named_apart, oat_server, pki, tmp_path):
     """The command as an operator runs it: ``host_attribute = host`` and
