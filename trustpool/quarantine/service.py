@@ -20,6 +20,7 @@ event, and tried again at the next verdict that calls for it.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import queue
 import threading
@@ -222,6 +223,7 @@ class Quarantine:
             self.scan()
         levels: dict[str, list[TrustLevel]] = {}
         nodes: dict[str, list[str]] = {}
+        untrusted: dict[str, list[str]] = {}
         try:
             if hosts is None:
                 raise LookupError("the pass could not list compute nodes")
@@ -232,6 +234,8 @@ class Quarantine:
                 for service_host in self._service_hosts(name, hosts):
                     levels.setdefault(service_host, []).append(level)
                     nodes.setdefault(service_host, []).append(name)
+                    if level is TrustLevel.UNTRUSTED:
+                        untrusted.setdefault(service_host, []).append(name)
         except Exception as exc:  # noqa: BLE001 - unknown for everyone
             LOG.error("quarantine: no verdict from this pass (%s): every "
                       "host counts as unknown (no quarantine, no release)",
@@ -245,7 +249,10 @@ class Quarantine:
         for host in sorted(levels):
             due = self.dampener.observe(host, worst(levels[host]))
             if due is not None:
-                self._act(due, sorted(nodes[host]))
+                # a quarantine names the nodes that caused it
+                self._act(due, sorted(untrusted.get(host) or nodes[host]
+                                      if due.kind is Kind.QUARANTINE
+                                      else nodes[host]))
 
     def after_revocation_now(self, name: str, event_id: str | None,
                              signed: bool) -> None:
@@ -382,7 +389,8 @@ class Quarantine:
         else:
             cause = ("signed Keylime revocation"
                      + (f" {event_id}" if event_id else ""))
-        stamp = events.format_time(self._clock()).split(".")[0]
+        stamp = datetime.datetime.fromtimestamp(
+            int(self._clock()), datetime.timezone.utc).isoformat()
         names = ", ".join(nodes)
         text = f"{REASON_PREFIX}: {cause} ({names}) at {stamp}"
         if len(text) > _REASON_MAX:
