@@ -549,3 +549,80 @@ def test_skipped_event_round_trip_and_report_counts():
     assert agg.quarantine_count == {"skipped": 1, "disable": 1}
     assert [r["outcome"] for r in agg.quarantine.rows] == ["skipped",
                                                           "done"]
+
+
+# -- the service: start-up refusal and the wiring ----------------------------
+
+def service_conf(tmp_path, extra=""):
+    trust = tmp_path / "trust.json"
+    trust.write_text('{"hosts": {}}')
+    path = tmp_path / "nova.conf"
+    path.write_text("[trusted_computing]\nbackend = file\nhost_attribute = "
+                    f"host\n[trust_file]\npath = {trust}\n"
+                    "[trustpool_quarantine]\nenabled = True\n"
+                    "untrusted_passes = 2\n" + extra)
+    return path
+
+
+def test_the_service_refuses_to_start_without_nova_credentials(
+        tmp_path, capsys, monkeypatch):
+    from trustpool import trait_sync
+    from trustpool.cmd import main as cli
+
+    ran = []
+    monkeypatch.setattr(trait_sync, "run_forever",
+                        lambda *a, **k: ran.append(a))
+    code = cli.main(["--config-file", str(service_conf(tmp_path)),
+                     "sync-traits", "--interval", "5"],
+                    placement_api=object())
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        "trustpool: [trustpool_nova] auth_type: not set, but "
+        "[trustpool_quarantine] enabled = True: quarantine disables and "
+        "re-enables nova-compute services through the Nova API, which "
+        "needs credentials in [trustpool_nova] (auth_type, auth_url, "
+        "username, password, project_name, user_domain_name, "
+        "project_domain_name)")
+    assert ran == []
+    check = cli.main(["--config-file", str(service_conf(tmp_path)),
+                      "check-config"])
+    out = capsys.readouterr().out
+    assert check == 1
+    assert "ERROR: [trustpool_nova] auth_type: not set, but " in out
+    assert "INFO: [trustpool_quarantine] enabled: on: quarantine after 2 " \
+        "untrusted" in out
+
+
+def test_the_service_hands_every_pass_to_quarantine(tmp_path, monkeypatch):
+    """sync-traits --interval: each pass's verdicts reach quarantine (in
+    its thread), and the pass's result is untouched."""
+    import time
+
+    from trustpool import trait_sync
+    from trustpool.cmd import main as cli
+
+    nova = Nova(["cmp1"])
+    results = []
+
+    def fake_sync(*args, **kwargs):
+        return trait_sync.SyncResult(hosts=verdicts(cmp1="untrusted"))
+
+    def two_passes(conf, placement, client, interval, compute=None,
+                   pass_=None):
+        for _ in range(2):
+            results.append(pass_(conf, placement, client))
+
+    monkeypatch.setattr(trait_sync, "sync", fake_sync)
+    monkeypatch.setattr(trait_sync, "run_forever", two_passes)
+    code = cli.main(["--config-file", str(service_conf(tmp_path)),
+                     "sync-traits", "--interval", "5"],
+                    placement_api=object(), compute_api=nova)
+    assert code == 0
+    assert [r.hosts["cmp1"].level for r in results] == [U, U]
+    deadline = time.monotonic() + 10
+    while nova.services["cmp1"]["status"] != "disabled" and \
+            time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert nova.services["cmp1"]["disabled_reason"].startswith(
+        "trustpool: quarantined: 2 untrusted attestations in a row (cmp1)")
