@@ -434,6 +434,9 @@ def test_signed_revocation_quarantines_unsigned_does_not(qconf, audit):
     assert (event["trigger"], event["event_id"]) == (
         REVOCATION, "pcr_validation.invalid_pcr_15")
     assert "passes" not in event
+    # an agent that stopped answering is an outage, not a verdict
+    q.after_revocation_now("cmp2", "ev-4", True, "comm_error")
+    assert nova.services["cmp2"]["status"] == "enabled"
     off = make(qconf, nova)
     off.dampener.on_revocation = False
     off.after_revocation_now("cmp2", "ev-3", True)

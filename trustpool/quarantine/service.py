@@ -185,11 +185,11 @@ class Quarantine:
                       type(exc).__name__)
 
     def after_revocation(self, host: str, event_id: str | None,
-                         signed: bool) -> None:
+                         signed: bool, kind: str = "revocation") -> None:
         """Queue a revocation event the listener acted on; never raises."""
         try:
             self._submit(lambda: self.after_revocation_now(
-                host, event_id, signed), f"the revocation of {host}")
+                host, event_id, signed, kind), f"the revocation of {host}")
         except Exception as exc:  # noqa: BLE001 - the event is answered
             LOG.error("quarantine: a revocation could not be handed on "
                       "(%s)", type(exc).__name__)
@@ -255,10 +255,23 @@ class Quarantine:
                                       else nodes[host]))
 
     def after_revocation_now(self, name: str, event_id: str | None,
-                             signed: bool) -> None:
-        """A revocation event for the host the attestation service knows
-        as ``name``. Only a signed one (its signature checked against
-        ``[trustpool_events] revocation_cert_file``) may quarantine."""
+                             signed: bool, kind: str = "revocation") -> None:
+        """An event of the Keylime verifier for the host the attestation
+        service knows as ``name``. Only a signed one (its signature
+        checked against ``[trustpool_events] revocation_cert_file``) of
+        type ``revocation`` (a failed quote) may quarantine; a
+        ``comm_error`` (the agent did not answer) is an outage, unknown:
+        it ends a trusted run and does nothing else."""
+        if kind != "revocation":
+            try:
+                hosts = self._service_hosts(name, None)
+            except Exception:  # noqa: BLE001 - no action depends on it
+                return
+            for host in hosts:
+                self.dampener.observe(host, TrustLevel.UNKNOWN)
+            LOG.info("quarantine: the %s event for %s is no verdict: no "
+                     "quarantine", kind, name)
+            return
         if not self._scanned:
             self.scan()
         try:

@@ -55,10 +55,10 @@ class RevocationHandler:
     def __init__(self, conf: cfg.ConfigOpts, placement: PlacementAPI,
                  ledger: Ledger, agents: AgentIds, trait: str,
                  compute: ComputeAPI | None = None,
-                 on_revoked: Callable[[str, str | None, bool], None]
+                 on_revoked: Callable[[str, str | None, bool, str], None]
                  | None = None) -> None:
         self._conf = conf
-        #: told (host, event id, signed) after each host's removal: the
+        #: told (host, event id, signed, kind) after each removal: the
         #: quarantine queues its action and returns at once
         self._on_revoked = on_revoked
         self._placement = placement
@@ -117,7 +117,7 @@ class RevocationHandler:
         if self._on_revoked is None:
             return
         try:
-            self._on_revoked(host, note.event_id, note.signed)
+            self._on_revoked(host, note.event_id, note.signed, note.kind)
         except Exception as exc:  # noqa: BLE001 - the removal is done
             LOG.error("could not hand the revocation of %s to quarantine "
                       "(%s)", host, type(exc).__name__)

@@ -62,15 +62,15 @@ class EventService:
 
 def start(conf: cfg.ConfigOpts, placement: PlacementAPI,
           compute: Any = None,
-          on_revoked: Callable[[str, str | None, bool], None] | None = None
-          ) -> EventService | None:
+          on_revoked: Callable[[str, str | None, bool, str], None]
+          | None = None) -> EventService | None:
     """Start the listener if ``[trustpool_events] listen`` is set.
 
     ``compute`` replaces the Nova API client built from
     ``[trustpool_nova]`` (tests); without credentials there, instances on
     a host that lost trust are not listed. ``on_revoked`` is told (host,
-    event id, whether the signature was checked) after each host's trait
-    removal (quarantine's
+    event id, whether the signature was checked, the event's ``type``)
+    after each host's trait removal (quarantine's
     :meth:`~trustpool.quarantine.Quarantine.after_revocation`).
 
     :raises ConfigurationError: on an option that cannot work, named.
