@@ -46,16 +46,39 @@ writes ``time.asctime()``); ``severity`` is its ``severity_label``;
 trusted flavors running on the host when trust was lost (the drift report
 for that one host).
 
-``trustpool.quarantine`` (to be written by quarantine, issue 16: trustpool
-disabled or re-enabled a host's nova-compute service)::
+``trustpool.quarantine`` (written by :mod:`trustpool.quarantine`:
+trustpool disabled or re-enabled a host's nova-compute service)::
 
     {"event": "trustpool.quarantine", "schema_version": 1, "time": "...",
-     "host": "node1", "action": "disable", "trigger": "revocation",
-     "reason": "trustpool: quarantined after a signed revocation",
-     "event_id": "..." or null, "instances": [...]}
+     "host": "cmp1", "action": "disable",
+     "trigger": "untrusted_attestations",
+     "reason": "trustpool: quarantined: 3 untrusted attestations in a row
+                (node1.example) at 2026-12-01T21:40:00+00:00",
+     "event_id": "..." or null, "instances": [],
+     "service_id": "5e1f...", "nodes": ["node1.example"], "passes": 3}
 
+``host`` is the nova-compute service host that was acted on; ``nodes``
+the names the attestation service knows its compute nodes by;
 ``action`` is ``disable`` or ``enable``; ``trigger`` says why
-(``revocation``, ``untrusted_attestations``, ``trusted_attestations``).
+(``revocation``, ``untrusted_attestations``, ``trusted_attestations``);
+``reason`` the service's ``disabled_reason`` (for a disable); ``passes``
+the length of the run of attestations that triggered it (absent for a
+revocation); ``event_id`` the revocation's.
+
+``trustpool.quarantine_skipped`` (written by :mod:`trustpool.quarantine`:
+a quarantine or release was due and NOT done)::
+
+    {"event": "trustpool.quarantine_skipped", "schema_version": 1,
+     "time": "...", "host": "cmp1", "action": "disable",
+     "trigger": "revocation", "outcome": "skipped",
+     "why": "disabled by someone else (reason 'maintenance'): trustpool
+             never touches it", "event_id": "..." or null,
+     "nodes": ["node1.example"]}
+
+``outcome`` is ``skipped`` (the service was disabled by someone else, or
+re-enabled or re-labelled by someone else while quarantined: trustpool
+leaves it alone) or ``failed`` (the Nova API failed or lists no such
+service; the action is tried again at the next pass that calls for it).
 
 No event holds a secret: host names, ids, levels, times and reasons only.
 """
@@ -73,10 +96,12 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "AUDIT_LOGGER", "KNOWN_EVENTS", "PLACEMENT_DECISION", "QUARANTINE",
-    "QUARANTINE_ACTIONS", "SCHEMA_VERSION", "TRUST_LOST", "Decision",
-    "Event", "InstanceRef", "MalformedEvent", "Quarantine", "TrustLost",
+    "QUARANTINE_ACTIONS", "QUARANTINE_OUTCOMES", "QUARANTINE_SKIPPED",
+    "SCHEMA_VERSION", "TRUST_LOST", "Decision", "Event", "InstanceRef",
+    "MalformedEvent", "Quarantine", "QuarantineSkipped", "TrustLost",
     "Unknown", "Verdict", "format_time", "parse", "parse_line",
-    "parse_time", "quarantine_event", "trust_lost_event", "write",
+    "parse_time", "quarantine_event", "quarantine_skipped_event",
+    "trust_lost_event", "write",
 ]
 
 AUDIT_LOGGER = "trustpool.audit"
@@ -85,8 +110,12 @@ SCHEMA_VERSION = 1
 PLACEMENT_DECISION = "trustpool.placement_decision"
 TRUST_LOST = "trustpool.trust_lost"
 QUARANTINE = "trustpool.quarantine"
-KNOWN_EVENTS = (PLACEMENT_DECISION, TRUST_LOST, QUARANTINE)
+QUARANTINE_SKIPPED = "trustpool.quarantine_skipped"
+KNOWN_EVENTS = (PLACEMENT_DECISION, TRUST_LOST, QUARANTINE,
+                QUARANTINE_SKIPPED)
 QUARANTINE_ACTIONS = ("disable", "enable")
+#: why a due quarantine action was not done
+QUARANTINE_OUTCOMES = ("skipped", "failed")
 
 #: Event type names of unknown events are reported; cut long ones short.
 _MAX_TYPE_NAME = 100
@@ -167,6 +196,19 @@ class Quarantine:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class QuarantineSkipped:
+    """A ``trustpool.quarantine_skipped``: an action due, not done."""
+
+    time: float
+    host: str
+    action: str
+    trigger: str | None
+    outcome: str
+    why: str | None
+    event_id: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Unknown:
     """An event of a type this version does not know (counted, skipped)."""
 
@@ -174,7 +216,7 @@ class Unknown:
     time: float | None
 
 
-Event = Decision | TrustLost | Quarantine | Unknown
+Event = Decision | TrustLost | Quarantine | QuarantineSkipped | Unknown
 
 
 def format_time(when: float) -> str:
@@ -244,6 +286,27 @@ def quarantine_event(*, host: str, action: str, trigger: str | None,
     }
 
 
+def quarantine_skipped_event(*, host: str, action: str,
+                             trigger: str | None, outcome: str,
+                             why: str, event_id: str | None = None,
+                             when: float | None = None) -> dict[str, Any]:
+    """The ``trustpool.quarantine_skipped`` event to log: ``action`` (one
+    of :data:`QUARANTINE_ACTIONS`) was due and not done, ``outcome`` (one
+    of :data:`QUARANTINE_OUTCOMES`) says which way, ``why`` in words."""
+    if action not in QUARANTINE_ACTIONS:
+        raise ValueError(f"action {action!r} is not one of "
+                         f"{QUARANTINE_ACTIONS}")
+    if outcome not in QUARANTINE_OUTCOMES:
+        raise ValueError(f"outcome {outcome!r} is not one of "
+                         f"{QUARANTINE_OUTCOMES}")
+    return {
+        "event": QUARANTINE_SKIPPED, "schema_version": SCHEMA_VERSION,
+        "time": format_time(time.time() if when is None else when),
+        "host": host, "action": action, "trigger": trigger,
+        "outcome": outcome, "why": why, "event_id": event_id,
+    }
+
+
 def write(event: Mapping[str, Any]) -> None:
     """Log an event built here as one JSON line on :data:`AUDIT_LOGGER`
     (INFO), where the decision record goes too."""
@@ -288,6 +351,8 @@ def parse(obj: Any) -> Event:
         return _trust_lost(obj)
     if kind == QUARANTINE:
         return _quarantine(obj)
+    if kind == QUARANTINE_SKIPPED:
+        return _quarantine_skipped(obj)
     when = obj.get("time")
     try:
         stamp = parse_time(when) if isinstance(when, str) else None
@@ -409,3 +474,18 @@ def _quarantine(obj: dict[str, Any]) -> Quarantine:
         reason=_text(obj, "reason", what),
         event_id=_text(obj, "event_id", what),
         instances=_instance_refs(obj, what))
+
+
+def _quarantine_skipped(obj: dict[str, Any]) -> QuarantineSkipped:
+    what = "quarantine_skipped"
+    action = obj.get("action")
+    if action not in QUARANTINE_ACTIONS:
+        raise MalformedEvent(f"{what} action is not disable or enable")
+    outcome = obj.get("outcome")
+    if outcome not in QUARANTINE_OUTCOMES:
+        raise MalformedEvent(f"{what} outcome is not skipped or failed")
+    return QuarantineSkipped(
+        time=_event_time(obj), host=_required(obj, "host", what),
+        action=action, trigger=_text(obj, "trigger", what),
+        outcome=outcome, why=_text(obj, "why", what),
+        event_id=_text(obj, "event_id", what))

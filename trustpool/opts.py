@@ -8,7 +8,7 @@ from __future__ import annotations
 from oslo_config import cfg
 
 from trustpool import conf as tp_conf
-from trustpool import revocation
+from trustpool import quarantine, revocation
 from trustpool.attestation.backends import backend_opts
 from trustpool.openstack import compute
 
@@ -30,4 +30,4 @@ def list_opts() -> list[tuple[cfg.OptGroup | str, list[cfg.Opt]]]:
         (tp_conf.make_group(), common)]
     traits = [(tp_conf.TRAIT_GROUP, list(tp_conf.TRAIT_OPTS))]
     return (grouped + others + traits + compute.list_opts()
-            + revocation.list_opts())
+            + revocation.list_opts() + quarantine.list_opts())

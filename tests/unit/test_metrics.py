@@ -15,7 +15,12 @@ from trustpool.attestation import HostReport, TrustLevel
 from trustpool.exceptions import ConfigurationError
 from trustpool.metrics import listener, textfile
 from trustpool.metrics.families import HOST_METRICS, HostState, state_of
-from trustpool.metrics.service import EVENT_METRICS, EXPORTED, ServiceMetrics
+from trustpool.metrics.service import (
+    EVENT_METRICS,
+    EXPORTED,
+    QUARANTINE_METRICS,
+    ServiceMetrics,
+)
 from trustpool.trait_sync import SyncResult
 
 NOW = 1_800_000_000.0
@@ -131,9 +136,12 @@ def test_exported_names_and_no_reason_text():
     text = generate_latest(m.registry).decode()
     assert "quoted-secret-xyz" not in text
     ours = {n for n in names_in(text) if n.startswith("trustpool_")}
-    # the revocation families come with the event listener only
-    assert ours == set(EXPORTED) - set(EVENT_METRICS)
+    # the revocation families come with the event listener only, the
+    # quarantine counter with quarantine
+    assert ours == set(EXPORTED) - set(EVENT_METRICS) - set(
+        QUARANTINE_METRICS)
     m.revocations()
+    m.quarantine()
     text = generate_latest(m.registry).decode()
     assert {n for n in names_in(text) if n.startswith("trustpool_")} == \
         set(EXPORTED)

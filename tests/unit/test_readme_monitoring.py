@@ -46,6 +46,7 @@ def exported() -> set[str]:
     names and its families' names."""
     m = ServiceMetrics()
     m.revocations()  # the event listener's, as with [trustpool_events]
+    m.quarantine()  # as with [trustpool_quarantine] enabled
     m.record_pass(SyncResult(hosts={"h": HostReport(
         "h", TrustLevel.TRUSTED, "oat", "r")}, attested_at=1.0), 0.1)
     names = set()

@@ -139,7 +139,8 @@ def test_json_report_counts_everything(tmp_path, capsys):
             s["instances_on_lost_hosts"], s["malformed_lines"],
             s["unknown_events"], s["hosts_seen"]) == (2, 1, 1, 1, 1, 1, 2)
     assert s["drift"] == {"untrusted": 1, "unknown": 1}
-    assert s["quarantine"] == {"disable": 1, "enable": 0}
+    assert s["quarantine"] == {"disable": 1, "enable": 0, "skipped": 0,
+                               "failed": 0}
     kinds = [r["record"] for r in report["records"]]
     assert kinds == ["placement", "drift", "placement", "drift", "refusal",
                      "trust_lost", "quarantine"]

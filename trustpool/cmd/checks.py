@@ -20,6 +20,7 @@ from trustpool.attestation.backends import backend_class, load_backend
 from trustpool.attestation.backends.oat import OATBackend
 from trustpool.exceptions import ConfigurationError
 from trustpool.openstack import compute
+from trustpool.quarantine import options as quarantine_options
 from trustpool.revocation import options as events_options
 
 __all__ = ["Finding", "check"]
@@ -45,7 +46,7 @@ def check(conf: cfg.ConfigOpts) -> list[Finding]:
         findings.extend(step(conf))
     if not any(sev == "error" for sev, _, _ in findings):
         findings.extend(_backend(conf, group.backend))
-    findings.sort(key=lambda f: f[0] != "error")
+    findings.sort(key=lambda f: ("error", "warning", "info").index(f[0]))
     return findings
 
 
@@ -182,5 +183,31 @@ def _events(conf: cfg.ConfigOpts) -> list[Finding]:
     return found
 
 
+def _quarantine(conf: cfg.ConfigOpts) -> list[Finding]:
+    """Quarantine's settings when it is enabled (an info line), and what
+    would keep it from starting. Off (the default): nothing to say."""
+    group_name = quarantine_options.GROUP
+    if not quarantine_options.enabled(conf):
+        return []
+    found = [("info", _name("enabled", group_name),
+              quarantine_options.summary(conf)
+              + " (acts in 'trustpool sync-traits --interval' only)")]
+    try:
+        quarantine_options.validate(conf)
+    except ConfigurationError as exc:
+        return [("error", f"[{exc.group}] {exc.option}",
+                 str(exc).split(": ", 1)[-1])] + found
+    events_options.register_opts(conf)
+    events = conf[events_options.GROUP]
+    if conf[group_name].on_revocation and events.listen and \
+            not events.revocation_cert_file:
+        found.append(("warning", _name("on_revocation", group_name),
+                      "set, but [trustpool_events] revocation_cert_file is "
+                      "not: events arrive unsigned, so none quarantines "
+                      "(they only remove the trust trait)"))
+    return found
+
+
 _CHECKS: list[Callable[[cfg.ConfigOpts], list[Finding]]] = [
-    _server, _files, _transport, _host_naming, _audit_file, _events]
+    _server, _files, _transport, _host_naming, _audit_file, _events,
+    _quarantine]

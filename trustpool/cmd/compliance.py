@@ -241,7 +241,9 @@ def _text_summary(agg: Aggregator, stats: reader.ReadStats,
                          f"{s['instances_on_lost_hosts']:,} instance(s) on "
                          "those hosts"),
         ("quarantine", f"{s['quarantine']['disable']:,} disabled, "
-                       f"{s['quarantine']['enable']:,} re-enabled"),
+                       f"{s['quarantine']['enable']:,} re-enabled, "
+                       f"{s['quarantine']['skipped']:,} skipped, "
+                       f"{s['quarantine']['failed']:,} failed"),
         ("skipped", f"{s['malformed_lines']:,} malformed line(s), "
                     f"{s['unknown_events']:,} event(s) of unknown types, "
                     f"{s['outside_window']:,} outside the window"),

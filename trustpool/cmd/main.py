@@ -14,6 +14,7 @@ unreachable).
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib.metadata
 import json
 import sys
@@ -25,7 +26,7 @@ from oslo_config import cfg
 from oslo_log import log as oslo_logging
 
 from trustpool import conf as tp_conf
-from trustpool import drift, metrics, revocation, trait_sync
+from trustpool import drift, metrics, quarantine, revocation, trait_sync
 from trustpool.attestation import (
     AttestationError,
     ConfigurationError,
@@ -159,6 +160,7 @@ def _main(conf: cfg.ConfigOpts, argv: Sequence[str] | None,
     placement.register_opts(conf)
     tp_conf.register_trait_opts(conf)
     revocation.register_opts(conf)
+    quarantine.register_opts(conf)
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=_add_parsers))
     tp_conf.register_opts(conf)
@@ -200,8 +202,8 @@ def _check_config(conf: cfg.ConfigOpts) -> int:
     errors = sum(1 for f in findings if f[0] == "error")
     if not errors:
         group = conf[tp_conf.GROUP]
-        print(f"OK: backend {group.backend!r}, "
-              f"{len(findings)} warning(s)")
+        warnings = sum(1 for f in findings if f[0] == "warning")
+        print(f"OK: backend {group.backend!r}, {warnings} warning(s)")
         return OK
     print(f"{errors} error(s)", file=sys.stderr)
     return NOT_TRUSTED
@@ -281,19 +283,34 @@ def _sync_traits(conf: cfg.ConfigOpts, interval: float | None,
 def _serve(conf: cfg.ConfigOpts, api: Any, client: Any, interval: float,
            compute_api: Any, events_compute: Any) -> int:
     """``sync-traits --interval``: periodic passes and, when configured,
-    Keylime revocation events and Prometheus metrics, in one service: the
-    events gate the passes (no trait back from an attestation older than
-    a revocation), the metrics measure the gated pass."""
+    Keylime revocation events, quarantine and Prometheus metrics, in one
+    service: the events gate the passes (no trait back from an attestation
+    older than a revocation), quarantine follows the passes' verdicts and
+    the signed events, the metrics measure the gated pass."""
     try:
-        events = revocation.start(conf, api, events_compute)
+        guard = quarantine.start(conf, events_compute)
     except ConfigurationError as exc:
         return _fail(str(exc))
     try:
+        events = revocation.start(
+            conf, api, events_compute,
+            guard.after_revocation if guard is not None else None)
+    except ConfigurationError as exc:
+        if guard is not None:
+            guard.stop()
+        return _fail(str(exc))
+    try:
         gated = events.sync_pass() if events is not None else None
+        # quarantine sees each pass's verdicts (in its own thread); the
+        # metrics measure the pass with it
+        watched = (guard.wrap(gated or trait_sync.sync)
+                   if guard is not None else gated)
         try:
             one_pass = metrics.serve(
-                conf, client, gated,
-                events.observe if events is not None else None) or gated
+                conf, client, watched,
+                events.observe if events is not None else None,
+                functools.partial(setattr, guard, "observer")
+                if guard is not None else None) or watched
         except ConfigurationError as exc:
             return _fail(str(exc))
         trait_sync.run_forever(conf, api, client, interval,
@@ -302,6 +319,8 @@ def _serve(conf: cfg.ConfigOpts, api: Any, client: Any, interval: float,
     finally:
         if events is not None:
             events.stop()
+        if guard is not None:
+            guard.stop()
 
 
 def _nova_for_names(conf: cfg.ConfigOpts) -> Any:

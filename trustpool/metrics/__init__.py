@@ -21,7 +21,10 @@ from trustpool.conf import TRAIT_GROUP
 from trustpool.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from trustpool.metrics.service import RevocationMetrics
+    from trustpool.metrics.service import (
+        QuarantineMetrics,
+        RevocationMetrics,
+    )
 
 __all__ = ["missing", "serve", "status_exposition"]
 
@@ -40,14 +43,16 @@ def missing() -> str | None:
 
 def serve(conf: cfg.ConfigOpts, client: AttestationClient,
           one_pass: Callable[..., Any] | None = None,
-          on_events: Callable[[RevocationMetrics], None] | None = None
+          on_events: Callable[[RevocationMetrics], None] | None = None,
+          on_quarantine: Callable[[QuarantineMetrics], None] | None = None
           ) -> Callable[..., Any] | None:
     """Start the ``[trustpool_traits] metrics_listen`` listener, if one is
     configured, and measure ``client`` for it.
 
     ``on_events``, when given (the Keylime event listener's ``observe``),
     is handed the observer that counts revocation events, and those
-    metrics are exported too.
+    metrics are exported too; ``on_quarantine`` likewise (is handed the
+    observer that counts quarantine actions).
 
     :returns: ``one_pass`` (by default :func:`trustpool.trait_sync.sync`)
         measured, a drop-in that records each pass; or ``None`` when no
@@ -69,6 +74,8 @@ def serve(conf: cfg.ConfigOpts, client: AttestationClient,
     client.observer = metrics.observe_attestation
     if on_events is not None:
         on_events(metrics.revocations())
+    if on_quarantine is not None:
+        on_quarantine(metrics.quarantine())
     return metrics.timed(one_pass)
 
 

@@ -40,8 +40,8 @@ from trustpool.metrics.families import (
 )
 from trustpool.trait_sync import SyncResult
 
-__all__ = ["EVENT_METRICS", "EXPORTED", "RevocationMetrics",
-           "ServiceMetrics"]
+__all__ = ["EVENT_METRICS", "EXPORTED", "QUARANTINE_METRICS",
+           "QuarantineMetrics", "RevocationMetrics", "ServiceMetrics"]
 
 _EXCHANGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                      5.0, 10.0, 30.0)
@@ -65,9 +65,17 @@ EVENT_METRICS = ("trustpool_revocation_events_total",
                  "trustpool_revocation_handling_duration_seconds",
                  "trustpool_revocation_last_event_timestamp_seconds")
 
+#: the label values of the quarantine counter, exported from 0; the same
+#: words as trustpool.quarantine.observer's (a unit test compares them)
+QUARANTINE_ACTIONS = ("quarantine", "release", "skipped", "failed")
+#: the families of :class:`QuarantineMetrics`, there only with
+#: ``[trustpool_quarantine] enabled``
+QUARANTINE_METRICS = ("trustpool_quarantine_actions_total",)
+
 #: every metric family the service exports besides process_*, by name as
 #: it appears in PromQL (counters with their ``_total``); the
-#: :data:`EVENT_METRICS` only with ``[trustpool_events] listen``
+#: :data:`EVENT_METRICS` only with ``[trustpool_events] listen``, the
+#: :data:`QUARANTINE_METRICS` only with quarantine enabled
 EXPORTED = (*HOST_METRICS,
             "trustpool_attestation_request_duration_seconds",
             "trustpool_attestation_failures_total",
@@ -76,7 +84,7 @@ EXPORTED = (*HOST_METRICS,
             "trustpool_sync_passes_total",
             "trustpool_sync_pass_duration_seconds",
             "trustpool_sync_last_success_timestamp_seconds",
-            *EVENT_METRICS)
+            *EVENT_METRICS, *QUARANTINE_METRICS)
 
 
 class ServiceMetrics:
@@ -126,6 +134,7 @@ class ServiceMetrics:
         self._lock = threading.Lock()
         self._hosts: dict[str, HostState] = {}
         self._revocations: RevocationMetrics | None = None
+        self._quarantine: QuarantineMetrics | None = None
         r.register(_HostGauges(self))
         ProcessCollector(registry=r)
 
@@ -136,6 +145,14 @@ class ServiceMetrics:
             if self._revocations is None:
                 self._revocations = RevocationMetrics(self.registry)
             return self._revocations
+
+    def quarantine(self) -> QuarantineMetrics:
+        """Quarantine's observer, its counter registered on the first
+        call (a service without quarantine exports none)."""
+        with self._lock:
+            if self._quarantine is None:
+                self._quarantine = QuarantineMetrics(self.registry)
+            return self._quarantine
 
     def observe_attestation(self, seconds: float,
                             cause: Cause | None) -> None:
@@ -274,3 +291,25 @@ class RevocationMetrics:
         """A request or connection was turned away (``EventObserver``)."""
         self.refused.labels(reason if reason in REVOCATION_REFUSALS
                             else "other").inc()
+
+
+class QuarantineMetrics:
+    """What quarantine tells, counted (``QuarantineObserver`` of
+    :mod:`trustpool.quarantine.observer`, not imported: siblings)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.actions = Counter(
+            "trustpool_quarantine_actions",
+            "Quarantine actions on nova-compute services, by action: "
+            "quarantine (disabled by trustpool), release (a service "
+            "trustpool disabled was re-enabled), skipped (due, but the "
+            "service is someone else's: trustpool leaves it alone), failed "
+            "(due, but the Nova API failed or lists no such service; tried "
+            "again at the next pass that calls for it).", ["action"],
+            registry=registry)
+        for action in QUARANTINE_ACTIONS:
+            self.actions.labels(action)
+
+    def quarantine_action(self, action: str) -> None:
+        self.actions.labels(action if action in QUARANTINE_ACTIONS
+                            else "failed").inc()

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Talking to the Nova API for ``trustpool audit``, the way Nova talks to
-other services: a keystoneauth1 session and adapter built from the
-``[trustpool_nova]`` group (``auth_type``, ``auth_url``, ``username``, ...,
+"""Talking to the Nova API for ``trustpool audit`` and quarantine, the way
+Nova talks to other services: a keystoneauth1 session and adapter built from
+the ``[trustpool_nova]`` group (``auth_type``, ``auth_url``, ``username``, ...,
 ``valid_interfaces``, ``region_name``), so operators reuse credentials they
 already have. Only the operator command imports this module.
 """
@@ -147,9 +147,23 @@ class ComputeAPI:
             "services", [])
         return services[0] if services else None
 
+    def compute_services(self) -> list[dict[str, Any]]:
+        """Every nova-compute service (quarantine's start-up scan)."""
+        services = self._get("/os-services?binary=nova-compute").get(
+            "services")
+        if not isinstance(services, list):
+            raise NovaAPIError("Nova API GET /os-services: no list of "
+                               "services")
+        return [s for s in services if isinstance(s, dict)]
+
     def disable_service(self, service_id: str, reason: str) -> None:
         self._call("PUT", f"/os-services/{service_id}",
                    json={"status": "disabled", "disabled_reason": reason})
+
+    def enable_service(self, service_id: str) -> None:
+        """Enable a service; Nova clears its disabled_reason."""
+        self._call("PUT", f"/os-services/{service_id}",
+                   json={"status": "enabled"})
 
     def _get(self, url: str) -> dict[str, Any]:
         return self._call("GET", url).json()

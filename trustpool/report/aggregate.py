@@ -155,6 +155,8 @@ class Aggregator:
             self._trust_lost(event)
         elif isinstance(event, events.Quarantine):
             self._quarantine(event)
+        elif isinstance(event, events.QuarantineSkipped):
+            self._quarantine_skipped(event)
 
     def _emit(self, row: Record) -> None:
         if self._sink is not None:
@@ -274,9 +276,24 @@ class Aggregator:
         self.quarantine_count[event.action] += 1
         row = {"record": "quarantine", "time": events.format_time(event.time),
                "host": event.host, "action": event.action,
+               "outcome": "done",
                "trigger": event.trigger, "reason": event.reason,
                "event_id": event.event_id,
                "instances": [dataclasses.asdict(i) for i in event.instances]}
+        self._emit(row)
+        self.quarantine.add(row)
+
+    def _quarantine_skipped(self, event: events.QuarantineSkipped) -> None:
+        """A quarantine action that was due and not done: counted by its
+        outcome (``skipped``, ``failed``), never as a disable or enable."""
+        self._bucket(event.time)
+        self.quarantine_count[event.outcome] += 1
+        row: Record = {
+            "record": "quarantine", "time": events.format_time(event.time),
+            "host": event.host, "action": event.action,
+            "outcome": event.outcome, "trigger": event.trigger,
+            "reason": event.why, "event_id": event.event_id,
+            "instances": []}
         self._emit(row)
         self.quarantine.add(row)
 
@@ -413,7 +430,9 @@ class Aggregator:
             "trust_lost": self.trust_lost_count,
             "instances_on_lost_hosts": self.instances_on_lost_hosts,
             "quarantine": {"disable": self.quarantine_count["disable"],
-                           "enable": self.quarantine_count["enable"]},
+                           "enable": self.quarantine_count["enable"],
+                           "skipped": self.quarantine_count["skipped"],
+                           "failed": self.quarantine_count["failed"]},
             "untracked_host_observations": self.untracked_observations,
             "first_event": None if self.first is None
             else events.format_time(self.first),

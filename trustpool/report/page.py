@@ -144,6 +144,9 @@ def _summary(agg: Aggregator, stats: ReadStats) -> str:
          _num("quarantine_disable", s["quarantine"]["disable"])),
         ("Quarantine: services re-enabled",
          _num("quarantine_enable", s["quarantine"]["enable"])),
+        ("Quarantine: actions skipped or failed",
+         _num("quarantine_not_done", s["quarantine"]["skipped"]
+              + s["quarantine"]["failed"])),
         ("Events in the window", _num("events", stats.events)),
         ("Events outside the window (skipped)",
          _num("outside_window", stats.outside_window)),
@@ -400,7 +403,9 @@ def _quarantine(agg: Aggregator) -> str:
     return ('<section id="quarantine"><h2>Quarantine</h2>' + _table(
         ("time", "host", "action", "trigger", "reason", "event",
          "instances"),
-        ((_e(_short_time(r["time"])), _e(r["host"]), _e(r["action"]),
+        ((_e(_short_time(r["time"])), _e(r["host"]),
+          _e(r["action"] if r.get("outcome", "done") == "done"
+             else f'{r["action"]} ({r["outcome"]})'),
           _e(r["trigger"]), _e(r["reason"]),
           f'<span class="id">{_e(r["event_id"])}</span>',
           _instances(r["instances"])) for r in kept.rows), "quarantine")

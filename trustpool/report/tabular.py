@@ -24,7 +24,7 @@ CSV_COLUMNS = ("record", "time", "flavor", "wanted", "instance",
                "age_seconds", "backend", "admitted_hosts", "candidates",
                "reason", "last_trusted", "agent_id", "event_id",
                "event_time", "severity", "action", "trigger",
-               "instances")
+               "instances", "outcome")
 #: A cell a spreadsheet would run as a formula (the log is input from the
 #: network at one remove) gets a leading apostrophe.
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")

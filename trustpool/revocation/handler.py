@@ -26,6 +26,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from oslo_config import cfg
@@ -53,8 +54,13 @@ class RevocationHandler:
 
     def __init__(self, conf: cfg.ConfigOpts, placement: PlacementAPI,
                  ledger: Ledger, agents: AgentIds, trait: str,
-                 compute: ComputeAPI | None = None) -> None:
+                 compute: ComputeAPI | None = None,
+                 on_revoked: Callable[[str, str | None, bool, str], None]
+                 | None = None) -> None:
         self._conf = conf
+        #: told (host, event id, signed, kind) after each removal: the
+        #: quarantine queues its action and returns at once
+        self._on_revoked = on_revoked
         self._placement = placement
         self.ledger = ledger
         self._agents = agents
@@ -102,7 +108,19 @@ class RevocationHandler:
                             note.agent_id, self._trait)
             if self._nova is not None:
                 self._nova.submit(note.event_id, host, note.agent_id)
+            self._tell_revoked(host, note)
         return "removed" if removed_any else "no-trait"
+
+    def _tell_revoked(self, host: str, note: Notification) -> None:
+        """Hand the event to quarantine, which never delays or changes the
+        answer (the removal is done)."""
+        if self._on_revoked is None:
+            return
+        try:
+            self._on_revoked(host, note.event_id, note.signed, note.kind)
+        except Exception as exc:  # noqa: BLE001 - the removal is done
+            LOG.error("could not hand the revocation of %s to quarantine "
+                      "(%s)", host, type(exc).__name__)
 
     def _carriers(self, host: str) -> list[dict[str, Any]]:
         """The providers of ``host``'s compute nodes that carry the trait.

@@ -61,12 +61,17 @@ class EventService:
 
 
 def start(conf: cfg.ConfigOpts, placement: PlacementAPI,
-          compute: Any = None) -> EventService | None:
+          compute: Any = None,
+          on_revoked: Callable[[str, str | None, bool, str], None]
+          | None = None) -> EventService | None:
     """Start the listener if ``[trustpool_events] listen`` is set.
 
     ``compute`` replaces the Nova API client built from
     ``[trustpool_nova]`` (tests); without credentials there, instances on
-    a host that lost trust are not listed.
+    a host that lost trust are not listed. ``on_revoked`` is told (host,
+    event id, whether the signature was checked, the event's ``type``)
+    after each host's trait removal (quarantine's
+    :meth:`~trustpool.quarantine.Quarantine.after_revocation`).
 
     :raises ConfigurationError: on an option that cannot work, named.
     """
@@ -92,7 +97,7 @@ def start(conf: cfg.ConfigOpts, placement: PlacementAPI,
             "credentials", group=tp_conf.GROUP)
     ledger = Ledger()
     handler = RevocationHandler(conf, placement, ledger, agents, trait,
-                                compute)
+                                compute, on_revoked)
     limits = Limits(group.max_body_bytes, group.request_timeout,
                     group.max_connections)
     try:
