@@ -28,6 +28,7 @@ other's dependencies.
 
 from __future__ import annotations
 
+import _socket
 import itertools
 import logging
 import socket
@@ -186,7 +187,7 @@ class _Watchdog:
     """One thread that shuts each watched socket at its deadline."""
 
     def __init__(self, name: str) -> None:
-        self._due: dict[int, tuple[float, socket.socket]] = {}
+        self._due: dict[int, tuple[float, Any]] = {}
         self._tokens = itertools.count()
         self._changed = threading.Condition()
         self._stopped = False
@@ -194,7 +195,7 @@ class _Watchdog:
                                         daemon=True)
         self._thread.start()
 
-    def watch(self, sock: socket.socket, seconds: float) -> int:
+    def watch(self, sock: Any, seconds: float) -> int:
         with self._changed:
             token = next(self._tokens)
             self._due[token] = (time.monotonic() + seconds, sock)
@@ -229,12 +230,21 @@ class _Watchdog:
             self._due.clear()
 
 
-def _cut(sock: socket.socket) -> None:
+def _cut(sock: Any) -> None:
     """End the connection whatever its thread is doing (a blocked read or
-    write returns at once). The plain socket's shutdown, also for a TLS
-    one: ``SSLSocket.shutdown`` would drop its TLS state under the thread
-    still using it."""
+    write returns at once). On the descriptor itself, also for a TLS
+    socket: ``SSLSocket.shutdown`` would drop its TLS state under the
+    thread still using it. A socket object that is only a wrapper
+    (eventlet's green socket, under Nova's monkey-patching) is asked to
+    shut itself. Never raises: the one watchdog thread must outlive any
+    socket it cannot cut, or no deadline would hold any more."""
     try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        if isinstance(sock, _socket.socket):
+            _socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
     except OSError:
-        pass
+        pass  # already closed or reset
+    except Exception as exc:  # noqa: BLE001 - see above
+        LOG.debug("could not cut a connection at its deadline: %s",
+                  type(exc).__name__)

@@ -296,3 +296,26 @@ def test_threads_stay_bounded_by_the_cap(start, kind):
     finally:
         for sock in held:
             sock.close()
+
+
+def test_the_watchdog_outlives_a_socket_it_cannot_cut():
+    """One watchdog thread holds every deadline: a socket object whose
+    shutdown fails oddly (eventlet's green socket has no class-level
+    ``shutdown``, as Nova's functional tier found) must not end it."""
+    from trustpool import serving
+
+    class Odd:
+        def shutdown(self, how):
+            raise AttributeError("no shutdown here")
+
+    watchdog = serving._Watchdog("test-watchdog")
+    ours, peer = socket.socketpair()
+    try:
+        watchdog.watch(Odd(), 0)
+        watchdog.watch(ours, 0.05)
+        peer.settimeout(BUDGET)
+        assert _closed_by_server(peer), "the watchdog died"
+    finally:
+        watchdog.stop()
+        ours.close()
+        peer.close()
