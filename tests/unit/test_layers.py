@@ -67,6 +67,15 @@ def test_the_contracts_hold():
     # the event schema the filter imports, pulling in the options
     ("events.py", "from trustpool import conf",
      "The audit event schema stands alone"),
+    # the server under both listeners reaching into one of them, or
+    # taking the metrics' optional extra along to the other
+    ("serving.py", "from trustpool.revocation import observer",
+     "The bounded server under both listeners stands alone"),
+    ("serving.py", "import prometheus_client",
+     "Only trustpool.metrics imports prometheus_client"),
+    # the scheduler filter starting a listener
+    ("filter.py", "from trustpool import serving",
+     "Inside nova-scheduler and nova-api"),
     # the log reader building a Nova client of its own
     ("report/reader.py", "from trustpool.openstack import compute",
      "The compliance report reads logs only"),

@@ -26,8 +26,6 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import socketserver
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import (
@@ -40,6 +38,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from trustpool.conf import TRAIT_GROUP
 from trustpool.exceptions import ConfigurationError
+from trustpool.serving import BoundedServerMixIn
 
 __all__ = ["Listener", "metrics_app", "parse", "start"]
 
@@ -126,72 +125,30 @@ class _Handler(WSGIRequestHandler):
         LOG.debug("metrics listener: %s", format % args)
 
 
-class _Server(socketserver.ThreadingMixIn, WSGIServer):
+class _Server(BoundedServerMixIn, WSGIServer):
     """At most :data:`_MAX_CONNECTIONS` connections at once (another is
     closed at once), each cut at one absolute deadline from accept to the
-    end of the answer: the handler's timeout is per read, and a client
-    that drips a byte now and then would restart it for ever."""
+    end of the answer (see :mod:`trustpool.serving`)."""
 
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.slots = threading.BoundedSemaphore(_MAX_CONNECTIONS)
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            LOG.debug("metrics listener: %d connections busy; closing one",
-                      _MAX_CONNECTIONS)
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request: Any,
-                               client_address: Any) -> None:
-        deadline = float(self.RequestHandlerClass.timeout  # type: ignore
-                         or _CLIENT_TIMEOUT)
-        watchdog = threading.Timer(deadline, _cut, (request,))
-        watchdog.daemon = True
-        try:
-            watchdog.start()
-            super().process_request_thread(request, client_address)
-        finally:
-            watchdog.cancel()
-            self.slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client that went away or sent nothing: not worth a traceback
-        LOG.debug("metrics listener: a request from %s failed",
-                  client_address)
-
-
-def _cut(sock: socket.socket) -> None:
-    """The deadline passed: end the connection whatever it is doing."""
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    label = "metrics listener"
+    thread_name = "trustpool-metrics"
+    log = LOG
+    # a scraper too many is not worth more than a debug line
+    refusal_level = logging.DEBUG
+    error_level = logging.DEBUG
 
 
 class Listener:
     """A running listener; :meth:`close` stops it."""
 
-    def __init__(self, server: _Server, thread: threading.Thread) -> None:
+    def __init__(self, server: _Server) -> None:
         self._server = server
-        self._thread = thread
         host, port = str(server.server_address[0]), server.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}{PATH}"
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
 
 def start(value: str, app: WSGIApp) -> Listener:
@@ -214,14 +171,14 @@ def start(value: str, app: WSGIApp) -> Listener:
         address_family = family
 
     try:
-        server = Server((str(address[0]), int(address[1])), _Handler)
+        server = Server((str(address[0]), int(address[1])), _Handler,
+                        max_connections=_MAX_CONNECTIONS,
+                        deadline=float(_Handler.timeout or _CLIENT_TIMEOUT))
     except OSError as exc:
         raise _bad(value, f"cannot listen there: {exc.strerror or exc}"
                    ) from None
     server.set_app(app)
-    thread = threading.Thread(target=server.serve_forever, daemon=True,
-                              name="trustpool-metrics")
-    thread.start()
-    listener = Listener(server, thread)
+    server.serve_in_thread()
+    listener = Listener(server)
     LOG.info("Serving Prometheus metrics on %s", listener.url)
     return listener

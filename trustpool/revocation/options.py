@@ -66,8 +66,8 @@ OPTS = [
         "after 5 seconds and retries."),
     cfg.IntOpt(
         "max_connections", default=16, min=1, max=1024,
-        help="Connections handled at once; more wait briefly, then are "
-        "closed (the verifier retries)."),
+        help="Connections handled at once; another is closed at once, "
+        "unanswered (the verifier retries)."),
 ]
 
 

@@ -1,16 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """The HTTPS listener for Keylime's revocation webhook.
 
-The standard library's threaded HTTP server, bounded on every axis a
-client controls:
+The standard library's HTTP server on :mod:`trustpool.serving`, bounded
+on every axis a client controls:
 
 - concurrency: at most ``max_connections`` connections are handled at
-  once; another waits a moment for a free slot and is then closed (the
-  verifier retries);
+  once; another is closed at once, without holding up the accept loop
+  (the verifier retries);
 - time: one absolute deadline per connection (``request_timeout``), from
-  accept to answer, TLS handshake included: a watchdog shuts the socket
-  when it passes, however the client paces its bytes, and every socket
-  operation also times out on its own;
+  accept to answer, TLS handshake included (in the connection's thread,
+  never in the accept loop): a watchdog shuts the socket when it passes,
+  however the client paces its bytes, and every socket operation also
+  times out on its own;
 - size: the body must come with a plain ``Content-Length`` no larger than
   ``max_body_bytes``, checked before a byte of it is read (no chunked
   bodies).
@@ -30,20 +31,17 @@ import json
 import logging
 import socket
 import ssl
-import sys
-import threading
 import time
 from typing import Any
 
 from trustpool.revocation import observer as obs
 from trustpool.revocation.handler import RevocationHandler
 from trustpool.revocation.message import Refused, SignatureCheck, read
+from trustpool.serving import BoundedServerMixIn
 
 __all__ = ["Limits", "Listener"]
 
 LOG = logging.getLogger(__name__)
-#: How long a connection waits for a free slot before it is closed.
-_SLOT_WAIT = 1.0
 
 
 class Limits:
@@ -57,20 +55,22 @@ class Limits:
         self.max_connections = max_connections
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(BoundedServerMixIn, http.server.HTTPServer):
+    label = "revocation listener"
+    thread_name = "trustpool-events"
+    log = LOG
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], handler: Any,
-                 limits: Limits, family: int) -> None:
+                 limits: Limits, family: int,
+                 tls: ssl.SSLContext | None) -> None:
         self.address_family = family
         self.limits = limits
-        self.slots = threading.BoundedSemaphore(limits.max_connections)
-        self.request_queue_size = max(16, 2 * limits.max_connections)
         #: see :class:`~.observer.EventObserver`; may be set at any time
         self.observer: obs.EventObserver | None = None
-        super().__init__(address, handler)
+        super().__init__(address, handler,
+                         max_connections=limits.max_connections,
+                         deadline=limits.request_timeout, tls=tls)
 
     def tell(self, name: str, *args: Any) -> None:
         """Call the observer's ``name``; an observer that raises is
@@ -83,48 +83,8 @@ class _Server(http.server.ThreadingHTTPServer):
         except Exception:  # noqa: BLE001, S110 - measuring changes nothing
             pass
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(timeout=_SLOT_WAIT):
-            LOG.warning("revocation listener: %d connections busy; closing "
-                        "a new one (the verifier retries)",
-                        self.limits.max_connections)
-            self.shutdown_request(request)
-            self.tell("revocation_refused", "other")
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request: Any,
-                               client_address: Any) -> None:
-        watchdog = threading.Timer(self.limits.request_timeout, _cut,
-                                   (request,))
-        watchdog.daemon = True
-        try:
-            request.settimeout(self.limits.request_timeout)
-            watchdog.start()
-            super().process_request_thread(request, client_address)
-        finally:
-            watchdog.cancel()
-            self.slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A failed handshake, a cut connection, a timeout: the type only
-        (a traceback could quote what the client sent)."""
-        exc = sys.exc_info()[1]
-        LOG.info("revocation listener: connection from %s ended: %s",
-                 client_address[0] if client_address else "?",
-                 type(exc).__name__ if exc else "unknown")
-
-
-def _cut(sock: socket.socket) -> None:
-    """The deadline passed: end the connection whatever it is doing."""
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    def refused(self, client_address: Any) -> None:
+        self.tell("revocation_refused", "other")
 
 
 class Listener:
@@ -136,17 +96,10 @@ class Listener:
                  tls: ssl.SSLContext | None) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self._server = _Server(address, _request_handler(handler, check),
-                               limits, family)
-        if tls is not None:
-            # the handshake happens in the connection's own thread, on
-            # its first read, under its deadline
-            self._server.socket = tls.wrap_socket(
-                self._server.socket, server_side=True,
-                do_handshake_on_connect=False)
+                               limits, family, tls)
         self.scheme = "https" if tls is not None else "http"
         self.port: int = self._server.server_address[1]
         self.host = address[0]
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -162,17 +115,11 @@ class Listener:
         self._server.observer = observer
 
     def start(self) -> Listener:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-            name="trustpool-events", daemon=True)
-        self._thread.start()
+        self._server.serve_in_thread(poll_interval=0.2)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._server.stop()
 
 
 def _request_handler(handler: RevocationHandler,
