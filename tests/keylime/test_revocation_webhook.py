@@ -1,0 +1,249 @@
+"""The real Keylime 6.6.0 verifier's revocation webhook into
+``trustpool sync-traits --interval``, end to end (issue 16, item 3).
+
+The verifier is configured with ``enabled_revocation_notifications =
+['webhook']`` and a ``webhook_url`` on 127.0.0.1 (tests/keylime/conftest.py);
+it trusts the listener's test CA through ``REQUESTS_CA_BUNDLE``. A real
+Placement holds the host's compute node provider. Two services run as the
+operator runs them, each a ``trustpool sync-traits --interval`` process of
+its own with the keylime backend:
+
+* the event service listens for the webhook and manages
+  ``CUSTOM_TRUSTPOOL_TRUSTED``; its interval is so long that after its
+  first pass only an event can take the trait away;
+* the polling service has no listener and manages
+  ``CUSTOM_TRUSTPOOL_POLLED`` on the same provider every ``POLL_INTERVAL``
+  seconds: the polling path, measured on the same PCR extension.
+
+The tenant enrols the agent without ``--cert``, so the agent has no
+revocation key and the verifier sends an empty signature: the event
+service runs without ``revocation_cert_file`` (and warns that it does).
+The signed path is tested with events made in Keylime's format
+(tests/support/keylime_events.py) in tests/nova/test_revocation_events.py.
+
+The latencies are printed (the tier runs with ``-s``), never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import pytest
+from oslo_config import cfg
+
+from trustpool.attestation import TrustLevel
+from trustpool.conf import make_client
+
+from tests.keylime.stack import PCR
+from tests.keylime.test_keylime_stack import configure, keylime_options
+from tests.support import leakcheck
+from tests.support.placement_server import PlacementServer
+
+HOST = "compute-tpm-1"
+TRAIT = "CUSTOM_TRUSTPOOL_TRUSTED"
+POLLED = "CUSTOM_TRUSTPOOL_POLLED"
+#: the polling service's interval; the event service's is longer than the
+#: test, so its only pass is the first one
+POLL_INTERVAL = 2
+EVENT_SERVICE_INTERVAL = 600
+RESOURCES = "resources=VCPU:1,MEMORY_MB:512"
+WATCH_STEP = 0.02  # how often the test reads the provider's traits
+
+
+@pytest.fixture(scope="module")
+def placement(tmp_path_factory):
+    server = PlacementServer(tmp_path_factory.mktemp("placement")).start()
+    yield server
+    server.stop()
+
+
+class Service:
+    """``python -m trustpool.cmd.main sync-traits --interval`` (what the
+    ``trustpool`` console script runs) in a process group of its own."""
+
+    def __init__(self, directory, name: str, config: str,
+                 interval: float) -> None:
+        self.path = directory / f"{name}.conf"
+        self.path.write_text(config)
+        self.log_path = directory / f"{name}.log"
+        self.interval = interval
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trustpool.cmd.main", "--config-file",
+             str(self.path), "sync-traits", "--interval",
+             str(self.interval)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def audit(self, name: str) -> list[dict]:
+        """The audit events ``name`` the service logged (JSON lines)."""
+        found = []
+        for line in self.log().splitlines():
+            if "trustpool.audit" not in line or "{" not in line:
+                continue
+            event = json.loads(line[line.index("{"):])
+            if event.get("event") == name:
+                found.append(event)
+        return found
+
+    def alive(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, \
+            f"{self.path.stem} exited:\n{self.log()[-3000:]}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def config(stack, placement, trait: str, listen: str | None = None,
+           pki=None) -> str:
+    keylime = keylime_options(stack)
+    agent_ids = ",".join(f"{h}:{a}" for h, a in
+                         keylime.pop("agent_ids").items())
+    lines = [
+        "[DEFAULT]", "debug = False",
+        "[trusted_computing]", "backend = keylime",
+        "[keylime]", f"agent_ids = {agent_ids}", "agent_id_rule = map-only",
+        *(f"{key} = {value}" for key, value in keylime.items()),
+        "[trustpool_traits]", f"trait = {trait}",
+        "[placement]", "auth_type = admin_token", "token = admin",
+        f"endpoint = {placement.url}", f"endpoint_override = {placement.url}",
+    ]
+    if listen:
+        # no revocation_cert_file: the agent has no revocation key
+        lines += ["[trustpool_events]", f"listen = {listen}",
+                  f"cert_file = {pki['server'].cert}",
+                  f"key_file = {pki['server'].key}"]
+    return "\n".join(lines) + "\n"
+
+
+def _trusted(stack) -> bool:
+    conf = cfg.ConfigOpts()
+    conf([], default_config_files=[])
+    configure(conf, stack)
+    client = make_client(conf)
+    try:
+        return client.level(HOST).level is TrustLevel.TRUSTED
+    finally:
+        client.close()
+
+
+def wait_for(predicate, what: str, timeout: float = 60,
+             services: tuple[Service, ...] = ()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        for service in services:
+            service.alive()
+        time.sleep(0.1)
+    logs = "\n".join(f"===== {s.path.stem} =====\n{s.log()[-2000:]}"
+                     for s in services)
+    raise AssertionError(f"not within {timeout} s: {what}\n{logs}")
+
+
+def test_verifier_webhook_removes_the_trait_at_once(keylime_stack,
+                                                    placement, pki,
+                                                    tmp_path):
+    stack = keylime_stack
+    if stack.extended:  # an earlier test revoked the agent
+        stack.reenrol()
+    for trait in (TRAIT, POLLED):
+        placement.session.put(f"{placement.url}/traits/{trait}")
+    uuid = placement.create_provider(HOST, {"COMPUTE_NODE"})
+    placement.set_inventory(uuid, {"VCPU": 8, "MEMORY_MB": 8192})
+    listen = urllib.parse.urlsplit(stack.webhook_url).netloc
+    events = Service(tmp_path, "events",
+                     config(stack, placement, TRAIT, listen, pki),
+                     EVENT_SERVICE_INTERVAL)
+    polling = Service(tmp_path, "polling",
+                      config(stack, placement, POLLED), POLL_INTERVAL)
+    services = (events, polling)
+    try:
+        # the verifier vouches for the agent (first quotes) before the
+        # event service's one and only pass
+        wait_for(lambda: _trusted(stack), "the agent attested", 60)
+        for service in services:
+            service.start()
+        wait_for(lambda: {TRAIT, POLLED} <= placement.traits(uuid)[0],
+                 "both services' first pass", 60, services)
+        assert "accepted UNSIGNED" in events.log()
+        assert "listening for Keylime revocation events" in events.log()
+        offered = f"{RESOURCES}&required={TRAIT}"
+        assert placement.allocation_candidates(offered) == {uuid}
+
+        # -- a changed measurement ------------------------------------
+        before = time.time()
+        stack.extend_pcr()
+        extended = time.time()
+        gone: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        while len(gone) < 2 and time.monotonic() < deadline:
+            traits = placement.traits(uuid)[0]
+            now = time.time()
+            for trait in (TRAIT, POLLED):
+                if trait not in traits:
+                    gone.setdefault(trait, now)
+            time.sleep(WATCH_STEP)
+        for service in services:
+            service.alive()
+        assert TRAIT in gone, f"the event never came:\n{events.log()[-3000:]}"
+        assert POLLED in gone, "the polling service never removed its trait"
+
+        # the host is no longer offered for the trait, and still for
+        # requests that do not ask for it
+        assert placement.allocation_candidates(offered) == set()
+        assert placement.allocation_candidates(RESOURCES) == {uuid}
+
+        # the event, not a pass, removed it: the one trust_lost event of
+        # the service says so, with what the real verifier sent
+        [lost] = wait_for(lambda: events.audit("trustpool.trust_lost"),
+                          "the trust_lost audit event", 10, services)
+        assert lost["host"] == HOST
+        assert lost["agent_id"] == stack.agent_uuid
+        assert lost["type"] == "revocation"
+        assert lost["event_id"] == f"pcr_validation.invalid_pcr_{PCR}"
+        assert lost["context"]["context"] == "PCR value is not in allowlist"
+        assert lost["signed"] is False and lost["trait_removed"] is True
+        assert lost["providers"] == [{"uuid": uuid, "name": HOST,
+                                      "removed": True}]
+        time.strptime(lost["event_time"])  # time.asctime()'s format
+        sent = [t for t in stack.webhook_times() if t >= before - 1]
+        assert sent, "the verifier logged no webhook:\n" + \
+            stack.log("verifier")[-3000:]
+        for service in services:
+            assert not leakcheck.scan_text(service.log())
+    finally:
+        for service in services:
+            service.stop()
+        placement.delete_provider(uuid)
+
+    revoked = sent[0]
+    print(f"\nKeylime revocation webhook, one run: verifier sent its "
+          f"revocation {revoked - extended:.2f} s after tpm2_pcrextend; "
+          f"trait gone from Placement {gone[TRAIT] - revoked:.3f} s after "
+          f"the verifier's revocation (its log; watched every "
+          f"{WATCH_STEP * 1000:.0f} ms), {gone[TRAIT] - extended:.2f} s "
+          f"after tpm2_pcrextend; polling path (interval {POLL_INTERVAL} "
+          f"s, no events): {gone[POLLED] - extended:.2f} s after "
+          f"tpm2_pcrextend")
+
+
