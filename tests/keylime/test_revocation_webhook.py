@@ -247,3 +247,80 @@ def test_verifier_webhook_removes_the_trait_at_once(keylime_stack,
           f"tpm2_pcrextend")
 
 
+
+#: Run by the Keylime venv's python: the body the 6.6 verifier POSTs for
+#: an agent enrolled with a revocation key (``prepare_error``, then what
+#: ``notify_webhook`` hands to requests' ``json=``), written to the file
+#: argv[2] (Keylime's console log goes to stdout).
+_KEYLIME_BODY = """
+import sys
+from requests.models import complexjson
+from keylime import cloud_verifier_common, json
+from keylime.failure import Component, Failure
+
+failure = Failure(Component.PCR_VALIDATION)
+failure.add_event("invalid_pcr_15", {
+    "context": "PCR value is not in allowlist", "got": "ab" * 32,
+    "expected": ["0" * 64]}, True)
+agent = {"ip": "127.0.0.1", "agent_id": sys.argv[1], "port": 9002,
+         "tpm_policy": '{"15": ["' + "0" * 64 + '"], "mask": "0x8000"}',
+         "meta_data": '{"cert_serial": 2}',
+         "revocation_key": sys.stdin.read()}
+tosend = cloud_verifier_common.prepare_error(
+    agent, event=failure.highest_severity_event)
+with open(sys.argv[2], "w") as out:
+    out.write(complexjson.dumps(json.bytes_to_str(tosend), allow_nan=False))
+"""
+
+
+def test_keylime_signs_what_trustpool_verifies(keylime_stack, tmp_path):
+    """The signed path with Keylime's own code: a body its verifier makes
+    for an agent with a revocation key passes trustpool's signature check
+    with the matching certificate, and has the fields, types and shape of
+    the events tests/support/keylime_events.py makes; a hand-made event
+    and Keylime's differ only in their values."""
+    from cryptography.hazmat.primitives import serialization
+
+    from trustpool.revocation.message import Refused, SignatureCheck, read
+
+    from tests.support import keylime_events as ke
+
+    key = ke.RevocationKey(tmp_path)
+    pem = key.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()).decode()
+    stack = keylime_stack
+    result = subprocess.run(
+        [str(stack.venv / "bin" / "python"), "-c", _KEYLIME_BODY, HOST,
+         str(tmp_path / "body.json")],
+        input=pem, env=stack.env(), cwd=stack.dir, capture_output=True,
+        text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    body = (tmp_path / "body.json").read_bytes()
+
+    check = SignatureCheck(str(key.cert_path))
+    notification = read(body, check)
+    assert notification.signed is True
+    assert (notification.kind, notification.agent_id) == ("revocation", HOST)
+    assert notification.event_id == "pcr_validation.invalid_pcr_15"
+    assert notification.context == {
+        "context": "PCR value is not in allowlist", "got": "ab" * 32,
+        "expected": ["0" * 64]}
+
+    real, made = json.loads(body), json.loads(ke.signed_body(key, HOST))
+    assert set(real) == set(made) == {"msg", "signature"}
+    real_msg, made_msg = json.loads(real["msg"]), json.loads(made["msg"])
+    assert list(real_msg) == list(made_msg)  # the same fields, in order
+    assert {k: type(v) for k, v in real_msg.items()} == \
+        {k: type(v) for k, v in made_msg.items()}
+    for name in ("type", "ip", "agent_id", "port", "tpm_policy",
+                 "meta_data", "event_id", "severity_label", "context"):
+        assert real_msg[name] == made_msg[name], name
+    # another msg under Keylime's signature is refused
+    forged = json.dumps({
+        "msg": real["msg"].replace("invalid_pcr_15", "invalid_pcr_16"),
+        "signature": real["signature"]}).encode()
+    with pytest.raises(Refused) as refused:
+        read(forged, check)
+    assert refused.value.status == 403
