@@ -248,14 +248,17 @@ def test_verifier_webhook_removes_the_trait_at_once(keylime_stack,
 
 
 
-#: Run by the Keylime venv's python: the body the 6.6 verifier POSTs for
-#: an agent enrolled with a revocation key (``prepare_error``, then what
-#: ``notify_webhook`` hands to requests' ``json=``), written to the file
-#: argv[2] (Keylime's console log goes to stdout).
-_KEYLIME_BODY = """
-import sys
+
+#: Run by the Keylime venv's python with the stack's configuration: the
+#: body the 6.6 verifier sends for an agent enrolled with a revocation key
+#: (the key's PEM on stdin) whose PCR 15 is not in its policy, made by
+#: ``prepare_error``; written to argv[2] as ``notify_webhook`` hands it to
+#: requests' ``json=`` (Keylime's console log goes to stdout), then sent by
+#: ``notify_webhook`` itself to its ``webhook_url``, retries and all.
+_KEYLIME_NOTIFY = """
+import sys, threading
 from requests.models import complexjson
-from keylime import cloud_verifier_common, json
+from keylime import cloud_verifier_common, json, revocation_notifier
 from keylime.failure import Component, Failure
 
 failure = Failure(Component.PCR_VALIDATION)
@@ -269,47 +272,104 @@ agent = {"ip": "127.0.0.1", "agent_id": sys.argv[1], "port": 9002,
 tosend = cloud_verifier_common.prepare_error(
     agent, event=failure.highest_severity_event)
 with open(sys.argv[2], "w") as out:
-    out.write(complexjson.dumps(json.bytes_to_str(tosend), allow_nan=False))
+    out.write(complexjson.dumps(json.bytes_to_str(dict(tosend)),
+                                allow_nan=False))
+revocation_notifier.notify_webhook(tosend)
+for thread in threading.enumerate():
+    if thread is not threading.main_thread():
+        thread.join()
 """
 
 
-def test_keylime_signs_what_trustpool_verifies(keylime_stack, tmp_path):
-    """The signed path with Keylime's own code: a body its verifier makes
-    for an agent with a revocation key passes trustpool's signature check
-    with the matching certificate, and has the fields, types and shape of
-    the events tests/support/keylime_events.py makes; a hand-made event
-    and Keylime's differ only in their values."""
-    from cryptography.hazmat.primitives import serialization
+class _Outcomes:
+    """The listener's observer: what it answered, in order; on the first
+    failure (Placement unreachable: 503) Placement comes back."""
 
+    def __init__(self, adapter, url: str) -> None:
+        self.adapter = adapter
+        self.url = url
+        self.seen: list[str] = []
+
+    def revocation_event(self, outcome: str, *_args) -> None:
+        self.seen.append(outcome)
+        if outcome == "failed":
+            self.adapter.endpoint_override = self.url
+
+    def revocation_refused(self, reason: str) -> None:
+        self.seen.append(reason)
+
+
+def test_keylime_signs_and_retries_as_trustpool_expects(
+        keylime_stack, placement, pki, conf, tmp_path):
+    """Keylime 6.6's own code makes, signs and sends a revocation for an
+    agent with a revocation key: the body has the fields, order, types and
+    values of the events tests/support/keylime_events.py makes; the
+    listener (with ``revocation_cert_file``) verifies its signature; while
+    Placement is unreachable it answers 503 and the verifier's retry,
+    ``retry_interval`` later, removes the trait; Keylime then stops."""
+    from cryptography.hazmat.primitives import serialization
+    from keystoneauth1 import adapter as ks_adapter
+    from keystoneauth1 import session as ks_session
+
+    from trustpool import revocation, trait_sync
+    from trustpool.attestation.backends.keylime import AgentIds
+    from trustpool.openstack.placement import PlacementAPI
     from trustpool.revocation.message import Refused, SignatureCheck, read
 
     from tests.support import keylime_events as ke
+    from tests.support.placement_server import _free_port as free_port
 
+    host, agent = "compute-tpm-retry", "retry-agent"
     key = ke.RevocationKey(tmp_path)
+    uuid = placement.create_provider(host, {"COMPUTE_NODE", TRAIT})
+    adapter = ks_adapter.Adapter(
+        ks_session.Session(),
+        endpoint_override=f"http://127.0.0.1:{free_port()}",  # nobody
+        additional_headers={"X-Auth-Token": "admin"})
+    trait_sync.register_opts(conf)
+    revocation.register_opts(conf)
+    AgentIds(conf)  # registers [keylime]
+    conf.set_override("agent_ids", {host: agent}, "keylime")
+    conf.set_override("agent_id_rule", "map-only", "keylime")
+    for name, value in {"listen": f"127.0.0.1:{free_port()}",
+                        "cert_file": str(pki["server"].cert),
+                        "key_file": str(pki["server"].key),
+                        "revocation_cert_file": str(key.cert_path)}.items():
+        conf.set_override(name, value, revocation.options.GROUP)
+    service = revocation.start(conf, PlacementAPI(adapter))
+    outcomes = _Outcomes(adapter, placement.url)
+    service.observe(outcomes)
     pem = key.key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption()).decode()
     stack = keylime_stack
-    result = subprocess.run(
-        [str(stack.venv / "bin" / "python"), "-c", _KEYLIME_BODY, HOST,
-         str(tmp_path / "body.json")],
-        input=pem, env=stack.env(), cwd=stack.dir, capture_output=True,
-        text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    body = (tmp_path / "body.json").read_bytes()
+    env = {**stack.env(), "REQUESTS_CA_BUNDLE": str(pki["ca"].cert_path),
+           "KEYLIME_VERIFIER_REVOCATIONS_WEBHOOK_URL": service.url,
+           "KEYLIME_VERIFIER_MAX_RETRIES": "5",
+           "KEYLIME_VERIFIER_RETRY_INTERVAL": "1",
+           "KEYLIME_VERIFIER_EXPONENTIAL_BACKOFF": "False"}
+    try:
+        result = subprocess.run(
+            [str(stack.venv / "bin" / "python"), "-c", _KEYLIME_NOTIFY,
+             agent, str(tmp_path / "body.json")],
+            input=pem, env=env, cwd=stack.dir, capture_output=True,
+            text=True, timeout=90, check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert outcomes.seen == ["failed", "removed"], result.stdout[-3000:]
+        assert TRAIT not in placement.traits(uuid)[0]
+    finally:
+        service.stop()
+        placement.delete_provider(uuid)
 
+    body = (tmp_path / "body.json").read_bytes()
     check = SignatureCheck(str(key.cert_path))
     notification = read(body, check)
     assert notification.signed is True
-    assert (notification.kind, notification.agent_id) == ("revocation", HOST)
-    assert notification.event_id == "pcr_validation.invalid_pcr_15"
-    assert notification.context == {
-        "context": "PCR value is not in allowlist", "got": "ab" * 32,
-        "expected": ["0" * 64]}
-
-    real, made = json.loads(body), json.loads(ke.signed_body(key, HOST))
-    assert set(real) == set(made) == {"msg", "signature"}
+    assert (notification.kind, notification.agent_id) == ("revocation",
+                                                          agent)
+    real, made = json.loads(body), json.loads(ke.signed_body(key, agent))
+    assert list(real) == list(made) == ["msg", "signature"]
     real_msg, made_msg = json.loads(real["msg"]), json.loads(made["msg"])
     assert list(real_msg) == list(made_msg)  # the same fields, in order
     assert {k: type(v) for k, v in real_msg.items()} == \
