@@ -221,21 +221,22 @@ class KeylimeStack:
                     "0x")
         raise RuntimeError(f"no PCR {PCR} in tpm2_pcrread output: {out}")
 
-    def enrol(self) -> None:
-        """Enrol the agent with a policy pinning PCR 23 to its value now."""
+    def enrol(self, command: str = "add") -> None:
+        """Enrol the agent with a policy pinning PCR 23 to its value now
+        (``command="update"``: delete it from the verifier first)."""
         pcr_value = self.pcr()
         payload = self.dir / "payload.txt"
         payload.write_text("trustpool end-to-end test\n")
         policy = f'{{"{PCR}": ["{pcr_value}"]}}'
         result = self._run(
-            str(self.venv / "bin" / "keylime_tenant"), "-c", "add",
+            str(self.venv / "bin" / "keylime_tenant"), "-c", command,
             "-v", "127.0.0.1", "-vp", str(self.ports["verifier"]),
             "-r", "127.0.0.1", "-rp", str(self.ports["registrar_tls"]),
             "-t", "127.0.0.1", "-tp", str(self.ports["agent"]),
             "-u", self.agent_uuid, "-f", str(payload),
             "--tpm_policy", policy, check=False, timeout=120)
         if result.returncode != 0:
-            raise RuntimeError(f"keylime_tenant add failed:\n"
+            raise RuntimeError(f"keylime_tenant {command} failed:\n"
                                f"{result.stdout[-3000:]}\n"
                                f"{result.stderr[-3000:]}")
         self.extended = False
@@ -244,10 +245,7 @@ class KeylimeStack:
         """Enrol again after :meth:`extend_pcr`, pinning PCR 23's new
         value: a failed agent is never quoted again, so a test that needs
         a trusted host on a stack an earlier test revoked calls this."""
-        self._run(str(self.venv / "bin" / "keylime_tenant"), "-c", "delete",
-                  "-v", "127.0.0.1", "-vp", str(self.ports["verifier"]),
-                  "-u", self.agent_uuid, timeout=120)
-        self.enrol()
+        self.enrol("update")
 
     def extend_pcr(self) -> None:
         """Measure something new into PCR 23, as a changed boot would."""

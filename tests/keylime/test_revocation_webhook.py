@@ -4,7 +4,8 @@
 The verifier is configured with ``enabled_revocation_notifications =
 ['webhook']`` and a ``webhook_url`` on 127.0.0.1 (tests/keylime/conftest.py);
 it trusts the listener's test CA through ``REQUESTS_CA_BUNDLE``. A real
-Placement holds the host's compute node provider. Two services run as the
+Placement (started beside the stack, same file) holds the host's compute
+node provider. Two services run as the
 operator runs them, each a ``trustpool sync-traits --interval`` process of
 its own with the keylime backend:
 
@@ -26,6 +27,7 @@ The latencies are printed (the tier runs with ``-s``), never asserted.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -43,7 +45,6 @@ from trustpool.conf import make_client
 from tests.keylime.stack import PCR
 from tests.keylime.test_keylime_stack import configure, keylime_options
 from tests.support import leakcheck
-from tests.support.placement_server import PlacementServer
 
 HOST = "compute-tpm-1"
 TRAIT = "CUSTOM_TRUSTPOOL_TRUSTED"
@@ -54,13 +55,6 @@ POLL_INTERVAL = 2
 EVENT_SERVICE_INTERVAL = 600
 RESOURCES = "resources=VCPU:1,MEMORY_MB:512"
 WATCH_STEP = 0.02  # how often the test reads the provider's traits
-
-
-@pytest.fixture(scope="module")
-def placement(tmp_path_factory):
-    server = PlacementServer(tmp_path_factory.mktemp("placement")).start()
-    yield server
-    server.stop()
 
 
 class Service:
@@ -237,14 +231,16 @@ def test_verifier_webhook_removes_the_trait_at_once(keylime_stack,
         placement.delete_provider(uuid)
 
     revoked = sent[0]
+    logged = datetime.datetime.fromisoformat(lost["time"]).timestamp()
     print(f"\nKeylime revocation webhook, one run: verifier sent its "
           f"revocation {revoked - extended:.2f} s after tpm2_pcrextend; "
           f"trait gone from Placement {gone[TRAIT] - revoked:.3f} s after "
           f"the verifier's revocation (its log; watched every "
-          f"{WATCH_STEP * 1000:.0f} ms), {gone[TRAIT] - extended:.2f} s "
-          f"after tpm2_pcrextend; polling path (interval {POLL_INTERVAL} "
-          f"s, no events): {gone[POLLED] - extended:.2f} s after "
-          f"tpm2_pcrextend")
+          f"{WATCH_STEP * 1000:.0f} ms; the service's trust_lost event "
+          f"{logged - revoked:.3f} s after it), "
+          f"{gone[TRAIT] - extended:.2f} s after tpm2_pcrextend; polling "
+          f"path (interval {POLL_INTERVAL} s, no events): "
+          f"{gone[POLLED] - extended:.2f} s after tpm2_pcrextend")
 
 
 
