@@ -13,6 +13,7 @@ import configparser
 import contextlib
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -61,10 +62,19 @@ class KeylimeStack:
     """Start with :meth:`start`; always :meth:`stop`."""
 
     def __init__(self, venv: pathlib.Path, workdir: pathlib.Path,
-                 agent_uuid: str | None = None) -> None:
+                 agent_uuid: str | None = None,
+                 webhook_url: str | None = None,
+                 webhook_ca: pathlib.Path | None = None) -> None:
+        """``webhook_url``: where the verifier POSTs its revocation
+        notifications (none without it); ``webhook_ca``: the CA it then
+        trusts for that URL's certificate."""
         self.venv = venv
         self.dir = workdir
         self.agent_uuid = agent_uuid or str(uuid.uuid4())
+        self.webhook_url = webhook_url
+        self.webhook_ca = webhook_ca
+        #: whether tpm2_pcrextend ran since the last enrolment
+        self.extended = False
         self.procs: list[tuple[str, subprocess.Popen]] = []
         tpm = _free_pair()
         self.ports = {"tpm": tpm, "tpm_ctrl": tpm + 1}
@@ -104,10 +114,12 @@ class KeylimeStack:
                 f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
         return result
 
-    def _spawn(self, name: str, *cmd: str) -> subprocess.Popen:
+    def _spawn(self, name: str, *cmd: str,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(list(cmd), env=self.env(), cwd=self.dir,
+        proc = subprocess.Popen(list(cmd), env={**self.env(), **(env or {})},
+                                cwd=self.dir,
                                 stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs.append((name, proc))
@@ -134,7 +146,9 @@ class KeylimeStack:
             "max_retries": "3", "database_url": "sqlite"})
         self._edit("verifier", "revocations", {
             "zmq_port": p["zmq"],
-            "enabled_revocation_notifications": "[]"})
+            "enabled_revocation_notifications":
+                "['webhook']" if self.webhook_url else "[]",
+            "webhook_url": self.webhook_url or ""})
         self._edit("registrar", "registrar", {
             "ip": "127.0.0.1", "port": p["registrar"],
             "tls_port": p["registrar_tls"], "database_url": "sqlite"})
@@ -183,8 +197,14 @@ class KeylimeStack:
             "--flags", "not-need-init")
         _wait_port(self.ports["tpm"], tpm, "swtpm")
         self._run("tpm2_startup", "-c")
+        # The verifier's webhook client is a plain requests session
+        # (revocation_notifier.notify_webhook): it trusts certifi's CAs or
+        # the REQUESTS_CA_BUNDLE of its environment, nothing in its config.
+        trust = ({"REQUESTS_CA_BUNDLE": str(self.webhook_ca)}
+                 if self.webhook_ca else {})
         verifier = self._spawn("verifier",
-                               str(self.venv / "bin" / "keylime_verifier"))
+                               str(self.venv / "bin" / "keylime_verifier"),
+                               env=trust)
         _wait_port(self.ports["verifier"], verifier, "verifier", 90)
         registrar = self._spawn("registrar",
                                 str(self.venv / "bin" / "keylime_registrar"))
@@ -201,28 +221,51 @@ class KeylimeStack:
                     "0x")
         raise RuntimeError(f"no PCR {PCR} in tpm2_pcrread output: {out}")
 
-    def enrol(self) -> None:
-        """Enrol the agent with a policy pinning PCR 23 to its value now."""
+    def enrol(self, command: str = "add") -> None:
+        """Enrol the agent with a policy pinning PCR 23 to its value now
+        (``command="update"``: delete it from the verifier first)."""
         pcr_value = self.pcr()
         payload = self.dir / "payload.txt"
         payload.write_text("trustpool end-to-end test\n")
         policy = f'{{"{PCR}": ["{pcr_value}"]}}'
         result = self._run(
-            str(self.venv / "bin" / "keylime_tenant"), "-c", "add",
+            str(self.venv / "bin" / "keylime_tenant"), "-c", command,
             "-v", "127.0.0.1", "-vp", str(self.ports["verifier"]),
             "-r", "127.0.0.1", "-rp", str(self.ports["registrar_tls"]),
             "-t", "127.0.0.1", "-tp", str(self.ports["agent"]),
             "-u", self.agent_uuid, "-f", str(payload),
             "--tpm_policy", policy, check=False, timeout=120)
         if result.returncode != 0:
-            raise RuntimeError(f"keylime_tenant add failed:\n"
+            raise RuntimeError(f"keylime_tenant {command} failed:\n"
                                f"{result.stdout[-3000:]}\n"
                                f"{result.stderr[-3000:]}")
+        self.extended = False
+
+    def reenrol(self) -> None:
+        """Enrol again after :meth:`extend_pcr`, pinning PCR 23's new
+        value: a failed agent is never quoted again, so a test that needs
+        a trusted host on a stack an earlier test revoked calls this."""
+        self.enrol("update")
 
     def extend_pcr(self) -> None:
         """Measure something new into PCR 23, as a changed boot would."""
         self._run("tpm2_pcrextend",
                   f"{PCR}:sha256=" + "ab" * 32)
+        self.extended = True
+
+    def webhook_times(self) -> list[float]:
+        """When the verifier began sending each revocation notification
+        by webhook (epoch seconds, from its log's millisecond stamps)."""
+        stamps = []
+        for line in self.log("verifier").splitlines():
+            if "Sending revocation event via webhook" not in line:
+                continue
+            match = re.match(
+                r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(\d{3}) ", line)
+            if match:
+                stamps.append(time.mktime(time.strptime(
+                    match[1], "%Y-%m-%d %H:%M:%S")) + int(match[2]) / 1000)
+        return stamps
 
     @property
     def tls_dir(self) -> pathlib.Path:

@@ -169,7 +169,8 @@ def test_a_signed_event_removes_the_trait_at_once(events, hosts, key, pki,
     assert event["host"] == victim and event["agent_id"] == victim
     assert event["event_id"] == "pcr_validation.invalid_pcr_15"
     assert event["severity"] == "emergency"
-    assert event["context"] == {"message": "PCR value is not in allowlist"}
+    assert event["context"] == {"context": "PCR value is not in allowlist",
+                                "got": "ab" * 32, "expected": ["0" * 64]}
     assert event["signed"] is True and event["trait_removed"] is True
     assert event["providers"] == [{"uuid": hosts.uuids[victim],
                                    "name": victim, "removed": True}]

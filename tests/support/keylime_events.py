@@ -57,7 +57,11 @@ class RevocationKey:
 
 def message(agent_id: str, *, kind: str = "revocation",
             **extra: Any) -> str:
-    """A ``msg`` as the verifier writes it, for a failed quote."""
+    """A ``msg`` as the verifier writes it, for a quote whose PCR 15 is
+    not in the policy: ``tpm_policy`` and ``meta_data`` are the JSON text
+    the verifier stores, ``context`` the JSON text of the event's context
+    (a dict for this event; a plain string would be ``{"message": ...}``),
+    as the real 6.6 verifier sent in tests/keylime."""
     fields: dict[str, Any] = {
         "type": kind, "ip": "127.0.0.1", "agent_id": agent_id, "port": 9002,
         "tpm_policy": json.dumps({"15": ["0" * 64], "mask": "0x8000"}),
@@ -65,7 +69,8 @@ def message(agent_id: str, *, kind: str = "revocation",
         "event_time": time.asctime(),
         "event_id": "pcr_validation.invalid_pcr_15",
         "severity_label": "emergency",
-        "context": json.dumps({"message": "PCR value is not in allowlist"}),
+        "context": json.dumps({"context": "PCR value is not in allowlist",
+                               "got": "ab" * 32, "expected": ["0" * 64]}),
     }
     fields.update(extra)
     return json.dumps(fields)

@@ -52,7 +52,8 @@ def test_a_signed_revocation_is_read(key, check):
     assert note == Notification(
         kind="revocation", agent_id="node-1",
         event_id="pcr_validation.invalid_pcr_15", severity="emergency",
-        context={"message": "PCR value is not in allowlist"},
+        context={"context": "PCR value is not in allowlist",
+                 "got": "ab" * 32, "expected": ["0" * 64]},
         verifier_time=note.verifier_time, signed=True)
     assert note.verifier_time
 
