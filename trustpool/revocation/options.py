@@ -36,8 +36,9 @@ OPTS = [
     cfg.StrOpt(
         "client_ca_file",
         help="When set, every client must present a certificate signed by "
-        "a CA in this PEM file (mutual TLS); the Keylime verifier then "
-        "needs a client certificate for its webhook requests. Unset: any "
+        "a CA in this PEM file (mutual TLS). Keylime 6.6's verifier "
+        "presents no client certificate with its webhook, so set this only "
+        "behind a proxy (or a verifier) that does. Unset: any "
         "client may connect, and the signature is what tells a real event "
         "from a forged one."),
     cfg.BoolOpt(
