@@ -33,6 +33,7 @@ cases:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -256,8 +257,7 @@ class AttestationClient:
         try:
             names = list(dict.fromkeys(hostnames))
             answered = self._ask_backend(names)
-            reports = {name: answered.get(name) or self._unmentioned(name)
-                       for name in names}
+            reports = self._with_unmentioned(names, answered)
             if self.max_report_age > 0:
                 now = self._wall_clock()
                 reports = {n: self._check_age(r, now)
@@ -414,8 +414,7 @@ class AttestationClient:
                 self.failure_retry_interval, message)
             return self._failed(names, failure, now)
         self._failure = None
-        reports = {name: answered.get(name) or self._unmentioned(name)
-                   for name in names}
+        reports = self._with_unmentioned(names, answered)
         # One arrival time for the whole answer: stamped one by one, the
         # entries would expire apart and be refreshed in fragments.
         self._cache.store(reports, self._clock(), epoch)
@@ -467,6 +466,10 @@ class AttestationClient:
                 f"backend {self._backend_name()} answered with a "
                 f"{type(result).__name__}, not a dict", "malformed")
         asked = set(chunk)
+        redacting = bool(self.redact)
+        # a backend gives most hosts one of a few reasons: each distinct
+        # reason is masked and bounded once, not once per host
+        reasons: dict[str, str] = {}
         for name, report in result.items():
             # The backend contract forbids anything else; a client that
             # acted on it would let one host's answer stand for
@@ -477,16 +480,20 @@ class AttestationClient:
                     f"backend {self._backend_name()} answered for "
                     f"{str(name)[:80]!r}, which was not asked about",
                     "malformed")
+            reason = report.reason
             if type(report.level) is not TrustLevel or \
-                    not isinstance(report.reason, str):
+                    not isinstance(reason, str):
                 raise AttestationError(
                     f"backend {self._backend_name()} gave {name!r} a "
                     "report without a trust level", "malformed")
-            if self.redact or len(report.reason) > _MAX_REASON:
+            if redacting or len(reason) > _MAX_REASON:
                 # a reason can quote the answer, and the answer can
                 # quote anything, a secret included
-                report = report._replace(reason=_bounded(
-                    self.redact(report.reason)))
+                safe = reasons.get(reason)
+                if safe is None:
+                    safe = reasons[reason] = _bounded(self.redact(reason))
+                if safe is not reason:
+                    report = report._replace(reason=safe)
             answered[name] = report
         return answered
 
@@ -538,9 +545,20 @@ class AttestationClient:
             raise value
         return value  # type: ignore[no-any-return]
 
-    def _unmentioned(self, name: str) -> HostReport:
-        return HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
-                          _NOT_MENTIONED)
+    def _with_unmentioned(self, names: list[str],
+                          answered: dict[str, HostReport]
+                          ) -> dict[str, HostReport]:
+        """A report for each of ``names``: the answer's (whose names the
+        contract check kept to those asked), ``unknown`` for the others."""
+        reports = dict(zip(names, map(answered.get, names), strict=True))
+        if len(answered) < len(reports):
+            backend = self.backend.name
+            for name, report in reports.items():
+                if report is None:
+                    reports[name] = _new_report((
+                        name, TrustLevel.UNKNOWN, backend, _NOT_MENTIONED,
+                        None))
+        return reports  # type: ignore[return-value]
 
     def _failed(self, names: list[str], failure: _Failure,
                 now: float) -> dict[str, HostReport]:
@@ -616,6 +634,11 @@ class AttestationClient:
                 f"the {skew:g}s of clock skew allowed with max_report_age); "
                 f"it said {report.level.value!r}")
         return report
+
+
+#: ``HostReport(*fields)`` in one C call (a named tuple's own ``__new__``
+#: is Python): thousands are made per answer
+_new_report = functools.partial(tuple.__new__, HostReport)
 
 
 def _all_str(values: Sequence[Any]) -> bool:
