@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from trustpool.attestation.backends import AttestationBackend
 from trustpool.attestation.cache import ReportCache
@@ -224,7 +224,8 @@ class AttestationClient:
                 now = self._clock()
                 edge = now + max(self.refresh_ahead, 0.0)
                 fast = self._cache.reports_in_order(
-                    hostnames, edge if edge > now else now)
+                    cast("Sequence[str]", hostnames),  # all str: checked
+                    edge if edge > now else now)
                 if fast is not None:
                     self.stats.cache_hits += len(fast)
                     return fast  # type: ignore[return-value]
