@@ -185,23 +185,20 @@ def parse_poll_hosts(data: Any, asked: Sequence[str],
     # answer is handled while the scheduler (and its GIL) waits
     made = _made_for(backend)
     for index, entry in enumerate(data["hosts"]):
-        if type(entry) is not dict:
-            if not isinstance(entry, dict):
-                raise AttestationError(
-                    f"PollHosts answer: hosts[{index}] is not an object",
-                    "malformed")
+        if not isinstance(entry, dict):
+            raise AttestationError(
+                f"PollHosts answer: hosts[{index}] is not an object",
+                "malformed")
         name = entry.get("host_name")
         raw_level = entry.get("trust_lvl")
-        if type(name) is not str or not name:
-            if not isinstance(name, str) or not name:
-                raise AttestationError(
-                    f"PollHosts answer: hosts[{index}].host_name is not a "
-                    f"non-empty string: {_short(name)}", "malformed")
-        if type(raw_level) is not str:
-            if not isinstance(raw_level, str):
-                raise AttestationError(
-                    f"PollHosts answer: hosts[{index}] ({name!r}) has no "
-                    f"string trust_lvl: {_short(raw_level)}", "malformed")
+        if not isinstance(name, str) or not name:
+            raise AttestationError(
+                f"PollHosts answer: hosts[{index}].host_name is not a "
+                f"non-empty string: {_short(name)}", "malformed")
+        if not isinstance(raw_level, str):
+            raise AttestationError(
+                f"PollHosts answer: hosts[{index}] ({name!r}) has no "
+                f"string trust_lvl: {_short(raw_level)}", "malformed")
         if name not in wanted:
             strangers.append(name)
             continue
@@ -218,8 +215,8 @@ def parse_poll_hosts(data: Any, asked: Sequence[str],
                                     entry.get("vtime"), backend)
             continue
         vtime = entry.get("vtime")
-        if type(vtime) is not str or not vtime:
-            vtime = vtime if isinstance(vtime, str) and vtime else None
+        if not (isinstance(vtime, str) and vtime):
+            vtime = None
         reports[name] = _new_report((name, *known, vtime))
     if strangers:
         shown = ", ".join(_short(n) for n in strangers[:_MAX_NAMES_SHOWN])
