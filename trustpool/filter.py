@@ -19,7 +19,9 @@ Nova.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -110,23 +112,28 @@ class TrustedFilter(filters.BaseHostFilter):
         if not self.RUN_ON_REBUILD and \
                 scheduler_utils.request_is_rebuild(spec_obj):
             return hosts
-        names = [self._name_of(host) for host in hosts]
+        names = self._identity.names_of_host_states(hosts)
         if wanted not in _VALID:
             self._log_bad_value(wanted, spec_obj)
             self._audit(spec_obj, wanted, False, hosts, names, {}, [])
             return []
         if self._trait is not None and wanted == TrustLevel.TRUSTED.value:
             self._check_trait(spec_obj)
-        reports = self._client.levels(n for n in names if n)
-        debug = LOG.isEnabledFor(logging.DEBUG)
-        passed = []
-        for host, name in zip(hosts, names, strict=True):
-            report = reports.get(name) if name else None
-            if report is not None and report.level == wanted:
-                passed.append(host)
-            elif debug:
-                self._log_rejection(host, name, wanted, report)
-        self._audit(spec_obj, wanted, True, hosts, names, reports, passed)
+        found = self._client.levels_in_order(names)
+        level = TrustLevel(wanted)
+        if LOG.isEnabledFor(logging.DEBUG):
+            passed = []
+            for host, name, report in zip(hosts, names, found, strict=True):
+                if report is not None and report.level is level:
+                    passed.append(host)
+                else:
+                    self._log_rejection(host, name, wanted, report)
+        else:
+            passed = _passing(hosts, found, level)
+        if self._audit_on:
+            reports = {n: r for n, r in zip(names, found, strict=True)
+                       if r is not None and n is not None}
+            self._audit(spec_obj, wanted, True, hosts, names, reports, passed)
         return passed
 
     def _audit(self, spec_obj: Any, wanted: str, valid: bool,
@@ -205,6 +212,21 @@ class TrustedFilter(filters.BaseHostFilter):
                   "%(spec)s=%(value)r is not one of %(valid)s",
                   {"flavor": _flavor_name(spec_obj), "spec": EXTRA_SPEC,
                    "value": wanted, "valid": ", ".join(sorted(_VALID))})
+
+
+def _passing(hosts: list[Any], found: list[HostReport | None],
+             wanted: TrustLevel) -> list[Any]:
+    """The hosts whose report has exactly the ``wanted`` level.
+
+    The same test as the logging loop of :meth:`TrustedFilter._filter_all`,
+    in C for the warm pass: a host without a report (``None``) has no
+    level; the level must be the very member, so a look-alike string
+    never passes.
+    """
+    levels = map(getattr, found, itertools.repeat("level"),
+                 itertools.repeat(None))
+    return list(itertools.compress(hosts, map(
+        operator.is_, levels, itertools.repeat(wanted))))
 
 
 def _send_audit_to(path: str) -> None:

@@ -46,3 +46,42 @@ def test_refreshed_entry_moves_to_the_young_end():
     cache.store({"c": report("c")}, now=2.0)
     found, missing = cache.lookup(["a", "b", "c"], now=3.0)
     assert missing == ["b"]
+
+
+def test_in_order_only_when_every_name_is_fresh():
+    cache = ReportCache(ttl=10, maxsize=100)
+    cache.store({"a": report("a"), "b": report("b")}, now=100.0)
+    cache.store({"c": report("c")}, now=105.0)
+    assert cache.reports_in_order(["c", "a", "a"], 109.9) == [
+        report("c"), report("a"), report("a")]
+    # one name expired, missing or not a name: the caller looks up
+    assert cache.reports_in_order(["c", "a"], 110.0) is None
+    assert cache.reports_in_order(["a", "z"], 100.0) is None
+    assert cache.reports_in_order(["a", None], 100.0) is None
+    assert cache.reports_in_order([], 100.0) is None
+    # lookup's fast path: the same split as entry by entry
+    assert cache.lookup(["a", "c"], 109.0) == (
+        {"a": report("a"), "c": report("c")}, [])
+    assert cache.lookup(["a", "c"], 110.0) == ({"c": report("c")}, ["a"])
+    assert cache.lookup_ahead(["a", "c"], 101.0, 5.0) == (
+        {"a": report("a"), "c": report("c")}, [], [])
+    assert cache.lookup_ahead(["a", "c"], 106.0, 5.0) == (
+        {"a": report("a"), "c": report("c")}, [], ["a"])
+
+
+def test_no_deadline_no_entry():
+    # a broken clock (NaN) gives no deadline that can be compared
+    cache = ReportCache(ttl=10, maxsize=100)
+    cache.store({"a": report("a")}, now=float("nan"))
+    assert len(cache) == 0
+    assert cache.lookup(["a"], 0.0) == ({}, ["a"])
+
+
+def test_an_answer_from_before_a_clear_is_not_kept():
+    cache = ReportCache(ttl=10, maxsize=100)
+    epoch = cache.epoch
+    cache.clear()
+    cache.store({"a": report("a")}, now=0.0, epoch=epoch)
+    assert len(cache) == 0
+    cache.store({"a": report("a")}, now=0.0, epoch=cache.epoch)
+    assert len(cache) == 1

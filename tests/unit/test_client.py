@@ -588,3 +588,56 @@ def test_a_backend_that_raises_a_base_exception_is_a_failure(clock, exc):
     assert type(exc).__name__ in report.reason
     with pytest.raises(AttestationError):
         client.attest_uncached(["a"])
+
+
+@pytest.mark.parametrize("ahead", [60, 61, 600])
+def test_refresh_ahead_not_shorter_than_the_ttl_is_refused(clock, ahead):
+    # every answer would be due from its arrival: a refresh per request
+    with pytest.raises(ValueError, match="refresh_ahead .* shorter than"):
+        make(ScriptedBackend(), clock, refresh_ahead=ahead)
+    make(ScriptedBackend(), clock, refresh_ahead=59.9)
+
+
+def test_an_answer_asked_before_invalidate_is_not_kept(clock):
+    backend = GatedBackend({"a": T})
+    client = make(backend, clock)
+    worker = threading.Thread(target=client.levels, args=(["a"],))
+    worker.start()
+    assert backend.entered.wait(10)
+    client.invalidate()          # while the answer is on its way
+    backend.table["a"] = U       # what the service says after it
+    backend.gate.set()
+    worker.join(10)
+    assert client.level("a").level is U
+    assert len(backend.calls) == 2
+
+
+def test_levels_in_order_answers_as_levels(clock):
+    backend = ScriptedBackend({"a": T, "b": U, "c": T})
+    client = make(backend, clock, refresh_ahead=10)
+    names = ["a", None, "b", "", "a", "x", 7, "c"]
+    first = client.levels_in_order(names)
+    assert [r and r.level for r in first] == [T, None, U, None, T, K, None, T]
+    assert backend.calls == [["a", "b", "x", "c"]]
+    # warm: the same reports from the cache, in order, duplicates too
+    warm = ["c", "a", "a", "b", "x"]
+    assert client.levels_in_order(warm) == [first[7], first[0], first[0],
+                                            first[2], first[5]]
+    assert len(backend.calls) == 1
+    # due for a refresh ahead, then expired: never served past a deadline
+    clock.advance(55)
+    backend.table["a"] = U
+    assert client.levels_in_order(["a"])[0].level is T
+    client.close()
+    assert client.stats.refreshes_ahead == 1
+    clock.advance(60)
+    backend.error = AttestationError("down")
+    assert [r.level for r in client.levels_in_order(["a", "b"])] == [K, K]
+
+
+def test_levels_in_order_checks_age(clock):
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock, max_report_age=30)
+    # no server time: unknown with an age limit, cached or not
+    assert client.levels_in_order(["a"])[0].level is K
+    assert client.levels_in_order(["a"])[0].level is K

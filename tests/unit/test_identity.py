@@ -63,6 +63,25 @@ def test_a_missing_name_is_none_never_the_other_name(attribute):
     assert identity.name_of_host_state(odd) is None
 
 
+
+class _StrLike(str):
+    pass
+
+
+@pytest.mark.parametrize("attribute", ["nodename", "host"])
+def test_names_of_many_host_states_as_of_each(attribute):
+    # the filter's batch call: the same rule as one at a time, in order
+    identity = HostIdentity(attribute)
+    states = [records(host=HOST, node=NODE)["host_state"],
+              records(host="", node=None)["host_state"],
+              types.SimpleNamespace(host=7, nodename=["x"]),
+              records(host=_StrLike("s"), node=_StrLike("n"))["host_state"],
+              records(host="h2", node="n2")["host_state"]]
+    for batch in (states, states[:1] + states[4:], states + [object()], []):
+        assert identity.names_of_host_states(batch) == [
+            identity.name_of_host_state(s) for s in batch]
+
+
 def test_the_drift_report_has_no_fallback_either(conf):
     class Client:
         asked: list = []

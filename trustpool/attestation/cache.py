@@ -15,8 +15,10 @@ one deadline, and a look-up is a dict access and a float comparison.
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 
 from trustpool.attestation.model import HostReport
 
@@ -42,16 +44,25 @@ class ReportCache:
         #: bumped by every store and clear: a caller that looked up before
         #: waiting for a refresh can tell whether looking again may help
         self.generation = 0
+        #: bumped by every clear: an answer asked for before a clear is
+        #: not stored after it (see :meth:`store`)
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self._reports)
 
     def lookup(self, names: Sequence[str], now: float
                ) -> tuple[dict[str, HostReport], list[str]]:
-        """Split ``names`` into fresh reports and names that need asking."""
+        """Split ``names`` into fresh reports and names that need asking.
+
+        ``names`` must be distinct (the client's are).
+        """
         found: dict[str, HostReport] = {}
         missing: list[str] = []
         with self._lock:
+            whole = self._all_after(names, now)
+            if whole is not None:
+                return whole, missing
             report_of = self._reports.get
             deadline_of = self._deadlines.get
             for name in names:
@@ -76,6 +87,9 @@ class ReportCache:
         due: list[str] = []
         edge = now + within
         with self._lock:
+            whole = self._all_after(names, edge if edge > now else now)
+            if whole is not None:
+                return whole, missing, due
             report_of = self._reports.get
             deadline_of = self._deadlines.get
             for name in names:
@@ -90,26 +104,81 @@ class ReportCache:
                 missing.append(name)
         return found, missing, due
 
-    def store(self, reports: Mapping[str, HostReport], now: float) -> None:
-        """Keep ``reports`` until ``now + ttl``: one deadline per answer."""
+    def reports_in_order(self, names: Sequence[str], edge: float
+                         ) -> list[HostReport] | None:
+        """The report of each of ``names``, in order, if every one is
+        cached with a deadline after ``edge`` (``edge`` at least the
+        present), else ``None``: the warm pass, with no dictionary built.
+        """
+        with self._lock:
+            if not names or "" in self._reports:
+                return None
+            try:
+                earliest = min(map(self._deadlines.__getitem__, names))
+                if not earliest > edge:
+                    return None
+                return list(map(self._reports.__getitem__, names))
+            except KeyError:
+                return None
+
+    def _all_after(self, names: Sequence[str], edge: float
+                   ) -> dict[str, HostReport] | None:
+        """Every report of ``names`` if each is cached with a deadline
+        after ``edge``, else ``None``; the lock is held.
+
+        The warm pass of a scheduler: every host cached, from a handful of
+        answers. Three loops in C (the earliest deadline, the reports, the
+        result) instead of one in Python with two look-ups per host: at
+        100,000 hosts the Python loop cost 4x more per host than at 1,000.
+        Exact, not a shortcut: stored deadlines are never NaN (see
+        :meth:`store`), so ``min`` is the earliest, and ``edge`` is at
+        least ``now``.
+        """
+        if not names:
+            return None
+        try:
+            earliest = min(map(self._deadlines.__getitem__, names))
+            if not earliest > edge:
+                return None
+            return dict(zip(names, map(self._reports.__getitem__, names),
+                            strict=True))
+        except KeyError:  # a name not cached: the loop sorts them out
+            return None
+
+    def store(self, reports: Mapping[str, HostReport], now: float,
+              epoch: int | None = None) -> None:
+        """Keep ``reports`` until ``now + ttl``: one deadline per answer.
+
+        ``epoch`` is :attr:`epoch` read before the answer was asked for;
+        if the cache was cleared since, the answer is from before the
+        clear and is not kept.
+        """
         if self.ttl <= 0:
             return
         deadline = now + self.ttl  # one float object shared by the answer
+        if not deadline > now:
+            # NaN (a broken clock) or an overflow: no deadline that can be
+            # compared, so nothing is kept; the look-ups rely on it
+            return
         with self._lock:
+            if epoch is not None and epoch != self.epoch:
+                return
             self.generation += 1
             stored, deadlines = self._reports, self._deadlines
-            for name, report in reports.items():
-                # pop first so that dict order stays oldest-first
-                if stored.pop(name, None) is not None:
-                    del deadlines[name]
-                stored[name] = report
-                deadlines[name] = deadline
+            if not stored.keys().isdisjoint(reports):
+                # pop first so that dict order stays oldest-first (all in
+                # C: a 100,000-host refresh replaces 100,000 entries)
+                _drain(map(stored.pop, reports, repeat(None)))
+                _drain(map(deadlines.pop, reports, repeat(None)))
+            stored.update(reports)
+            deadlines.update(dict.fromkeys(reports, deadline))
             if len(stored) > self.maxsize:
                 self._shrink(now)
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
+            self.epoch += 1
             self._reports.clear()
             self._deadlines.clear()
 
@@ -121,3 +190,7 @@ class ReportCache:
         if excess > 0:
             for name in list(stored)[:excess]:
                 del stored[name], deadlines[name]
+
+
+#: runs an iterator to its end in C, keeping nothing
+_drain = collections.deque[object](maxlen=0).extend

@@ -20,7 +20,8 @@ shapes Nova gives them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["ATTRIBUTES", "HOST", "NODENAME", "ComputeNode", "HostIdentity",
@@ -56,6 +57,9 @@ class ComputeNode:
     uuid: str
     hypervisor_hostname: str | None
     service_host: str | None = None
+
+
+_STR = {str}
 
 
 def _name(value: Any) -> str | None:
@@ -118,6 +122,23 @@ class HostIdentity:
         filter."""
         return _name(getattr(host_state, _HOST_STATE[self._attribute],
                              None))
+
+    def names_of_host_states(self, host_states: Sequence[Any]
+                             ) -> list[str | None]:
+        """:meth:`name_of_host_state` of each, in order.
+
+        The filter's way, once per scheduling request over every
+        candidate: in the common case (every host has a non-empty string
+        name) the loops run in C, three Python calls per host fewer.
+        """
+        getter = operator.attrgetter(_HOST_STATE[self._attribute])
+        try:
+            values = list(map(getter, host_states))
+        except AttributeError:
+            return [self.name_of_host_state(h) for h in host_states]
+        if set(map(type, values)) == _STR and "" not in values:
+            return values
+        return [_name(value) for value in values]
 
     def name_of_server(self, server: Mapping[str, Any]) -> str | None:
         """A server record of the compute API (``OS-EXT-SRV-ATTR:host`` /
