@@ -629,3 +629,54 @@ def test_the_service_hands_every_pass_to_quarantine(tmp_path, monkeypatch):
         time.sleep(0.02)
     assert nova.services["cmp1"]["disabled_reason"].startswith(
         "trustpool: quarantined: 2 untrusted attestations in a row (cmp1)")
+
+
+def test_a_service_re_enabled_by_someone_else_is_quarantined_again(
+        qconf, audit):
+    """An operator re-enables a service trustpool quarantined while the
+    host is still untrusted: trustpool lets go of it, and a full new run
+    of untrusted attestations quarantines it again (it must not go on
+    believing it holds a service that takes new instances)."""
+    nova = Nova(["cmp1"])
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted"))
+    assert nova.services["cmp1"]["status"] == "disabled"
+    nova.services["cmp1"].update(status="enabled", disabled_reason=None)
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    assert q.dampener.held() == []
+    assert nova.services["cmp1"]["status"] == "enabled"  # one is not two
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    assert nova.services["cmp1"]["status"] == "disabled"
+    assert is_ours(nova.services["cmp1"])
+    trail = [(e["event"], e["action"], e.get("outcome")) for e in audit()]
+    assert trail == [(events.QUARANTINE, "disable", None),
+                     (events.QUARANTINE_SKIPPED, "enable", "skipped"),
+                     (events.QUARANTINE, "disable", None)]
+    assert "re-enabled by someone else" in audit()[1]["why"]
+    assert isinstance(events.parse(audit()[1]), events.QuarantineSkipped)
+
+
+def test_a_signed_revocation_quarantines_a_service_someone_re_enabled(
+        qconf, audit):
+    """trustpool quarantined cmp1, an operator re-enabled it; a signed
+    revocation must disable it again, not be swallowed because trustpool
+    still thinks it holds the service."""
+    nova = Nova(["cmp1"])
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted"))
+    nova.services["cmp1"].update(status="enabled", disabled_reason=None)
+    q.after_revocation_now("cmp1", "ev-1", signed=True)
+    svc = nova.services["cmp1"]
+    assert svc["status"] == "disabled"
+    assert "signed Keylime revocation ev-1" in svc["disabled_reason"]
+    assert [(e["action"], e["trigger"]) for e in audit()
+            if e["event"] == events.QUARANTINE] == [
+        ("disable", UNTRUSTED_RUN), ("disable", REVOCATION)]
+    # an operator's own disable of a held host is still never touched
+    nova.services["cmp1"].update(status="disabled",
+                                 disabled_reason="forensics")
+    q.after_revocation_now("cmp1", "ev-2", signed=True)
+    assert nova.services["cmp1"]["disabled_reason"] == "forensics"
+

@@ -198,8 +198,11 @@ class Quarantine:
 
     def scan(self) -> None:
         """Take every nova-compute service disabled with trustpool's
-        reason as quarantined. On a Nova failure, logged; tried again
-        before the next job."""
+        reason as quarantined, and let go of every held one that is not
+        so any more (someone else re-enabled or re-labelled it: it then
+        needs a new run, or a signed revocation, to be quarantined
+        again). Before every pass: Nova holds the state. On a Nova
+        failure, logged; what is held stays held."""
         try:
             services = self._compute.compute_services()
         except Exception as exc:  # noqa: BLE001 - tried again later
@@ -207,20 +210,29 @@ class Quarantine:
                       "(%s); services trustpool quarantined before are "
                       "released only once this works", self._short(exc))
             return
-        held = sorted({s["host"] for s in services
-                       if is_ours(s) and isinstance(s.get("host"), str)})
+        by_host: dict[str, list[Mapping[str, Any]]] = {}
+        for s in services:
+            if isinstance(s.get("host"), str):
+                by_host.setdefault(s["host"], []).append(s)
+        held = sorted(h for h, found in by_host.items()
+                      if any(is_ours(s) for s in found))
+        for host in self.dampener.held():
+            if host not in held:
+                self._let_go(host, (by_host.get(host) or [{}])[0])
+        was = set(self.dampener.held())
         for host in held:
-            self.dampener.quarantined(host)
+            if host not in was:
+                self.dampener.quarantined(host)
+        if not self._scanned:
+            LOG.info("quarantine: %d nova-compute service(s) quarantined "
+                     "by trustpool%s", len(held),
+                     f": {', '.join(held)}" if held else "")
         self._scanned = True
-        LOG.info("quarantine: %d nova-compute service(s) quarantined by "
-                 "trustpool%s", len(held),
-                 f": {', '.join(held)}" if held else "")
 
     def after_pass_now(self, hosts: Mapping[str, HostReport] | None) -> None:
         """One pass's verdicts (attestation name -> report; ``None``: the
         compute nodes could not be listed, so every host is unknown)."""
-        if not self._scanned:
-            self.scan()
+        self.scan()
         levels: dict[str, list[TrustLevel]] = {}
         nodes: dict[str, list[str]] = {}
         untrusted: dict[str, list[str]] = {}
@@ -290,6 +302,9 @@ class Quarantine:
                                 "revocation_cert_file is not set): it "
                                 "removed the trust trait only", name)
                 continue
+            if self.dampener.on_revocation \
+                    and self.dampener.runs(host).quarantined:
+                self._check_held(host)
             due = self.dampener.revoked(host)
             if due is not None:
                 self._act(due, [name], event_id)
@@ -371,16 +386,35 @@ class Quarantine:
                     "trusted attestations in a row", due.host, reason,
                     self.dampener.trusted_passes)
 
+    def _check_held(self, host: str) -> None:
+        """Before a revocation of a host trustpool holds: is its service
+        still trustpool's? If someone else re-enabled it, the revocation
+        must quarantine it again. On a Nova failure, still held."""
+        try:
+            service = self._compute.compute_service(host)
+        except Exception:  # noqa: BLE001 - _act asks again if it must
+            return
+        if service is None or not is_ours(service):
+            self._let_go(host, service or {})
+
+    def _let_go(self, host: str, service: Mapping[str, Any],
+                due: Due | None = None, nodes: list[str] | None = None
+                ) -> None:
+        """A held service someone else re-enabled or re-labelled: no
+        longer trustpool's; its runs start again."""
+        self.dampener.released(host)
+        how = ("re-enabled by someone else" if service.get("status")
+               != "disabled" else "disabled again by someone else "
+               f"(reason {service.get('disabled_reason')!r})")
+        self._not_done(host, Kind.RELEASE,
+                       due.trigger if due is not None else None, "skipped",
+                       f"{how} while quarantined: trustpool lets go of "
+                       "it and does not touch it", nodes or [host], None)
+
     def _release(self, due: Due, service: Mapping[str, Any],
                  nodes: list[str]) -> None:
         if not is_ours(service):
-            self.dampener.released(due.host)
-            how = ("re-enabled by someone else" if service.get("status")
-                   != "disabled" else "disabled again by someone else "
-                   f"(reason {service.get('disabled_reason')!r})")
-            self._not_done(due.host, due.kind, due.trigger, "skipped",
-                           f"{how} while quarantined: trustpool lets go of "
-                           "it and does not touch it", nodes, None)
+            self._let_go(due.host, service, due, nodes)
             return
         try:
             self._compute.enable_service(service["id"])
@@ -425,7 +459,8 @@ class Quarantine:
         self._write(event)
         self._tell("quarantine" if action == "disable" else "release")
 
-    def _not_done(self, host: str, kind: Kind, trigger: str, outcome: str,
+    def _not_done(self, host: str, kind: Kind, trigger: str | None,
+                  outcome: str,
                   why: str, nodes: list[str], event_id: str | None,
                   once: bool = False) -> None:
         action = "disable" if kind is Kind.QUARANTINE else "enable"
@@ -435,8 +470,8 @@ class Quarantine:
             self._told.add((host, kind))
         (LOG.error if outcome == "failed" else LOG.warning)(
             "quarantine: did not %s nova-compute on %s (%s, due after %s): "
-            "%s", action, host, ", ".join(nodes), trigger.replace("_", " "),
-            why)
+            "%s", action, host, ", ".join(nodes),
+            (trigger or "a check of Nova").replace("_", " "), why)
         event = events.quarantine_skipped_event(
             host=host, action=action, trigger=trigger, outcome=outcome,
             why=why, event_id=event_id, when=self._clock())
