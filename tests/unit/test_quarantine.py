@@ -290,8 +290,9 @@ def test_trustpool_audit_s_own_disable_is_not_quarantine_s(qconf):
                         "disabled_reason": "trustpool: host not trusted"})
     assert not is_ours({"status": "enabled",
                         "disabled_reason": f"{REASON_PREFIX}: x"})
-    assert is_ours({"status": "disabled",
-                    "disabled_reason": f"{REASON_PREFIX}: x"})
+    assert is_ours({"status": "disabled", "disabled_reason": (
+        f"{REASON_PREFIX}: 2 untrusted attestations in a row (n1) at "
+        "2026-11-30T10:00:00+00:00")})
 
 
 def test_state_lives_in_nova(qconf, audit):
@@ -680,3 +681,50 @@ def test_a_signed_revocation_quarantines_a_service_someone_re_enabled(
     q.after_revocation_now("cmp1", "ev-2", signed=True)
     assert nova.services["cmp1"]["disabled_reason"] == "forensics"
 
+
+@pytest.mark.parametrize("reason", [
+    "trustpool: quarantined",
+    "trustpool: quarantined by ops, keep it off",
+    "trustpool: quarantinedX",
+    "trustpool: quarantined: manual, ticket 42",
+    "trustpool: quarantined: 3 untrusted attestations in a row (n1) at "
+    "2026-12-01T18:31:00+00:00 -- ops: keep disabled",
+], ids=["bare-prefix", "prose", "glued", "own-words", "appended-note"])
+def test_a_reason_that_only_imitates_trustpool_s_is_an_operator_s(
+        qconf, audit, reason):
+    """An operator who writes a reason that starts like trustpool's (or
+    edits trustpool's to add a note) owns the service: trustpool never
+    re-enables it, however trusted the host."""
+    assert not is_ours({"status": "disabled", "disabled_reason": reason})
+    nova = Nova(["cmp1"])
+    nova.services["cmp1"].update(status="disabled", disabled_reason=reason)
+    q = make(qconf, nova)
+    for _ in range(4):
+        q.after_pass_now(verdicts(cmp1="trusted"))
+    assert nova.calls == []
+    assert nova.services["cmp1"]["disabled_reason"] == reason
+
+
+def test_every_reason_trustpool_writes_is_its_own():
+    """Whatever the cause, the nodes and the cut to 255 characters, the
+    reason trustpool writes is recognised as its own (or it could never
+    release what it quarantined)."""
+    conf = cfg.ConfigOpts()
+    from trustpool import conf as tp_conf
+    tp_conf.register_opts(conf)
+    conf([], project="trustpool", default_config_files=[])
+    q = Quarantine(conf, Nova([]), clock=lambda: 1.8e9)
+    from trustpool.quarantine.dampening import Due
+    long_names = [f"bm{i:03d}.rack.example.org" for i in range(40)]
+    for due, nodes, event_id in [
+            (Due("h", Kind.QUARANTINE, UNTRUSTED_RUN, 3), ["n1"], None),
+            (Due("h", Kind.QUARANTINE, UNTRUSTED_RUN, 3), long_names, None),
+            (Due("h", Kind.QUARANTINE, REVOCATION, 0), ["n1"], None),
+            (Due("h", Kind.QUARANTINE, REVOCATION, 0), ["n1"],
+             "pcr_validation.invalid_pcr_15"),
+            (Due("h", Kind.QUARANTINE, REVOCATION, 0), ["n1"], "x" * 400),
+            (Due("h", Kind.QUARANTINE, REVOCATION, 0), ["n1"], "a\nb (c)")]:
+        reason = q._reason(due, nodes, event_id)
+        assert len(reason) <= 255
+        assert is_ours({"status": "disabled", "disabled_reason": reason}), \
+            reason

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -60,14 +61,25 @@ _QUEUE = 1024
 _QUOTE = 300
 
 
+#: the whole of a reason :meth:`Quarantine._reason` writes, cut or not: a
+#: reason that only starts like it (an operator's words after the prefix,
+#: a note appended to trustpool's) is an operator's
+_OURS = re.compile(
+    re.escape(REASON_PREFIX) + r": (?:\d+ untrusted attestations in a row"
+    r"|signed Keylime revocation)\b.*\) at "
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", re.DOTALL)
+
+
 def is_ours(service: Mapping[str, Any]) -> bool:
     """Whether ``service`` (a record of Nova's os-services) is disabled by
-    trustpool's quarantine: disabled, with a reason that starts with
-    :data:`REASON_PREFIX`. A service disabled without a reason, or with
-    any other (an operator's, ``trustpool audit``'s), is not."""
+    trustpool's quarantine: disabled, with a reason in the form trustpool
+    writes (starting :data:`REASON_PREFIX`, ending with its time stamp).
+    A service disabled without a reason, or with any other (an
+    operator's, ``trustpool audit``'s, one that imitates the prefix), is
+    not."""
     reason = service.get("disabled_reason")
     return (service.get("status") == "disabled" and isinstance(reason, str)
-            and reason.startswith(REASON_PREFIX))
+            and _OURS.fullmatch(reason) is not None)
 
 
 def start(conf: cfg.ConfigOpts, compute: Any = None
