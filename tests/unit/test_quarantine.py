@@ -728,3 +728,41 @@ def test_every_reason_trustpool_writes_is_its_own():
         assert len(reason) <= 255
         assert is_ours({"status": "disabled", "disabled_reason": reason}), \
             reason
+
+
+def test_a_revocation_quarantine_that_failed_is_tried_again(qconf, audit):
+    """Nova was down when a signed revocation came (the verifier got its
+    200 from the trait removal and sends no more): the quarantine is due
+    again at the next untrusted pass, with the event's id, not lost until
+    a whole untrusted run has passed. A trusted pass ends it."""
+    nova = Nova(["cmp1", "cmp2"])
+    q = make(qconf, nova)
+    nova.down = True
+    q.after_revocation_now("cmp1", "ev-1", True)
+    q.after_revocation_now("cmp2", "ev-2", True)
+    nova.down = False
+    q.after_pass_now(verdicts(cmp1="untrusted", cmp2="trusted"))
+    svc = nova.services["cmp1"]
+    assert svc["status"] == "disabled"
+    assert "signed Keylime revocation ev-1" in svc["disabled_reason"]
+    assert nova.services["cmp2"]["status"] == "enabled"
+    q.after_pass_now(verdicts(cmp1="untrusted", cmp2="untrusted"))
+    assert nova.services["cmp2"]["status"] == "enabled"  # 1 is not N
+    trail = [(e["event"], e["host"], e.get("outcome"), e["trigger"],
+              e["event_id"]) for e in audit()]
+    assert trail == [
+        (events.QUARANTINE_SKIPPED, "cmp1", "failed", REVOCATION, "ev-1"),
+        (events.QUARANTINE_SKIPPED, "cmp2", "failed", REVOCATION, "ev-2"),
+        (events.QUARANTINE, "cmp1", None, REVOCATION, "ev-1")]
+
+
+def test_an_unsigned_revocation_never_quarantines_later_either(qconf,
+                                                               audit):
+    """An unsigned event only ends a trusted run: it leaves no quarantine
+    due for a later pass to carry out."""
+    nova = Nova(["cmp1"])
+    q = make(qconf, nova)
+    q.after_revocation_now("cmp1", "forged", False)
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    assert nova.services["cmp1"]["status"] == "enabled"
+    assert nova.calls == [] and audit() == []

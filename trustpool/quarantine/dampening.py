@@ -68,6 +68,10 @@ class HostRuns:
     untrusted: int = 0
     trusted: int = 0
     quarantined: bool = False
+    #: a signed revocation called for quarantine and it is not done yet
+    #: (Nova failed): due again at the next untrusted pass; the event id
+    revoked: bool = False
+    revocation_id: str | None = None
 
 
 def worst(levels: list[TrustLevel]) -> TrustLevel:
@@ -114,20 +118,27 @@ class Dampener:
         elif level is TrustLevel.TRUSTED:
             runs.trusted += 1
             runs.untrusted = 0
+            runs.revoked = False  # attested good since: no longer due
         else:
             runs.trusted = 0
             return None
         return self._due(host, runs)
 
-    def revoked(self, host: str) -> Due | None:
-        """A verified revocation event for ``host``."""
+    def revoked(self, host: str, event_id: str | None = None
+                ) -> Due | None:
+        """A verified revocation event for ``host``. The quarantine it
+        calls for stays due at each untrusted pass until it is done (or a
+        trusted pass comes)."""
         runs = self._runs(host)
         runs.trusted = 0
         if self.on_revocation and not runs.quarantined:
+            runs.revoked, runs.revocation_id = True, event_id
             return Due(host, Kind.QUARANTINE, REVOCATION, 0)
         return None
 
     def _due(self, host: str, runs: HostRuns) -> Due | None:
+        if not runs.quarantined and runs.revoked:
+            return Due(host, Kind.QUARANTINE, REVOCATION, 0)
         if not runs.quarantined and runs.untrusted >= self.untrusted_passes:
             return Due(host, Kind.QUARANTINE, UNTRUSTED_RUN, runs.untrusted)
         if runs.quarantined and runs.trusted >= self.trusted_passes:
@@ -141,6 +152,7 @@ class Dampener:
         runs = self._runs(host)
         runs.quarantined = True
         runs.trusted = 0
+        runs.revoked, runs.revocation_id = False, None
 
     def released(self, host: str) -> None:
         """``host``'s service is no longer trustpool's to hold: trustpool

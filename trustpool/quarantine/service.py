@@ -276,7 +276,9 @@ class Quarantine:
                 # a quarantine names the nodes that caused it
                 self._act(due, sorted(untrusted.get(host) or nodes[host]
                                       if due.kind is Kind.QUARANTINE
-                                      else nodes[host]))
+                                      else nodes[host]),
+                          self.dampener.runs(host).revocation_id
+                          if due.trigger == REVOCATION else None)
 
     def after_revocation_now(self, name: str, event_id: str | None,
                              signed: bool, kind: str = "revocation") -> None:
@@ -307,7 +309,8 @@ class Quarantine:
             return
         for host in hosts:
             if not signed:
-                self.dampener.revoked(host)  # ends a trusted run only
+                # ends a trusted run only: no quarantine due, now or later
+                self.dampener.observe(host, TrustLevel.UNKNOWN)
                 if self.dampener.on_revocation:
                     LOG.warning("quarantine: the revocation event for %s "
                                 "was not signed ([trustpool_events] "
@@ -317,7 +320,7 @@ class Quarantine:
             if self.dampener.on_revocation \
                     and self.dampener.runs(host).quarantined:
                 self._check_held(host)
-            due = self.dampener.revoked(host)
+            due = self.dampener.revoked(host, event_id)
             if due is not None:
                 self._act(due, [name], event_id)
 
