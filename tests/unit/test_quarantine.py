@@ -616,6 +616,12 @@ def test_the_service_hands_every_pass_to_quarantine(tmp_path, monkeypatch):
                    pass_=None):
         for _ in range(2):
             results.append(pass_(conf, placement, client))
+        # the service runs on while the worker acts (a stop drops what
+        # is still queued)
+        deadline = time.monotonic() + 10
+        while nova.services["cmp1"]["status"] != "disabled" and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
 
     monkeypatch.setattr(trait_sync, "sync", fake_sync)
     monkeypatch.setattr(trait_sync, "run_forever", two_passes)
@@ -624,10 +630,6 @@ def test_the_service_hands_every_pass_to_quarantine(tmp_path, monkeypatch):
                     placement_api=object(), compute_api=nova)
     assert code == 0
     assert [r.hosts["cmp1"].level for r in results] == [U, U]
-    deadline = time.monotonic() + 10
-    while nova.services["cmp1"]["status"] != "disabled" and \
-            time.monotonic() < deadline:
-        time.sleep(0.02)
     assert nova.services["cmp1"]["disabled_reason"].startswith(
         "trustpool: quarantined: 2 untrusted attestations in a row (cmp1)")
 
@@ -766,3 +768,121 @@ def test_an_unsigned_revocation_never_quarantines_later_either(qconf,
     q.after_pass_now(verdicts(cmp1="untrusted"))
     assert nova.services["cmp1"]["status"] == "enabled"
     assert nova.calls == [] and audit() == []
+
+
+# -- the worker under load ------------------------------------------------
+
+class Gate:
+    """A job that holds the worker until opened."""
+
+    def __init__(self):
+        import threading
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self):
+        self.entered.set()
+        assert self.opened.wait(30)
+
+
+def result(**levels):
+    return type("R", (), {"hosts": verdicts(**levels)})()
+
+
+def test_stop_ends_the_worker_even_with_a_full_queue(qconf, monkeypatch):
+    """A Nova slower than the passes fills the queue; stopping the service
+    must still end the worker after the job at hand, not after every job
+    queued (each a round of Nova calls after the service was stopped)."""
+    from trustpool.quarantine import service as q_service
+    monkeypatch.setattr(q_service, "_QUEUE", 8)
+    nova = Nova(["cmp1"])
+    q = Quarantine(qconf, nova).start()
+    gate = Gate()
+    q._submit(gate, "a gate")
+    assert gate.entered.wait(10)
+    for _ in range(20):
+        q.after_pass(result(cmp1="untrusted"))
+    q.stop(timeout=0)
+    gate.opened.set()
+    q._thread.join(10)
+    assert not q._thread.is_alive()
+    assert nova.calls == []  # nothing queued ran after the stop
+
+
+def test_a_pass_dropped_by_a_full_queue_breaks_a_trusted_run(
+        qconf, monkeypatch, audit):
+    """M = 2 trusted in a row. The worker is behind, and an untrusted pass
+    between two trusted ones is dropped: the two trusted ones are not in
+    a row, so no release."""
+    from trustpool.quarantine import service as q_service
+    monkeypatch.setattr(q_service, "_QUEUE", 1)
+    monkeypatch.setattr(q_service, "_PASSES", 1, raising=False)
+    nova = Nova(["cmp1"])
+    nova.services["cmp1"].update(status="disabled", disabled_reason=(
+        f"{REASON_PREFIX}: 2 untrusted attestations in a row (cmp1) at "
+        "2026-11-30T10:00:00+00:00"))
+    q = Quarantine(qconf, nova).start()
+    try:
+        assert q.join(10)
+        gate = Gate()
+        q._submit(gate, "a gate")
+        assert gate.entered.wait(10)
+        q.after_pass(result(cmp1="trusted"))
+        q.after_pass(result(cmp1="untrusted"))  # no room: dropped
+        gate.opened.set()
+        assert q.join(10)
+        q.after_pass(result(cmp1="trusted"))
+        assert q.join(10)
+        assert nova.services["cmp1"]["status"] == "disabled"
+        assert nova.calls == []
+    finally:
+        q.stop()
+
+
+def test_passes_waiting_for_the_worker_are_few(qconf, monkeypatch):
+    """Each queued pass holds the verdicts of the whole fleet: with 10,000
+    hosts and a Nova behind, a queue of 1,024 passes is 10 million
+    reports. Only a few passes wait; the rest are dropped (a gap)."""
+    from trustpool.quarantine import service as q_service
+    nova = Nova([])
+    q = Quarantine(qconf, nova).start()
+    try:
+        gate = Gate()
+        q._submit(gate, "a gate")
+        assert gate.entered.wait(10)
+        fleet = result(**{f"h{i}": "untrusted" for i in range(10000)})
+        for _ in range(50):
+            q.after_pass(fleet)
+        assert q._queue.qsize() <= getattr(q_service, "_PASSES", 1024)
+        assert q._queue.qsize() <= 8
+        gate.opened.set()
+        assert q.join(30)
+    finally:
+        q.stop()
+
+
+def test_a_revocation_dropped_by_a_full_queue_is_an_audit_event(
+        qconf, monkeypatch, audit):
+    from trustpool.quarantine import service as q_service
+    monkeypatch.setattr(q_service, "_QUEUE", 1)
+    nova = Nova(["cmp1"])
+    q = Quarantine(qconf, nova).start()
+    try:
+        assert q.join(10)
+        gate = Gate()
+        q._submit(gate, "a gate")
+        assert gate.entered.wait(10)
+        q._submit(lambda: None, "a filler")  # the queue is full now
+        q.after_revocation("cmp1", "ev-9", True)
+        q.after_revocation("cmp1", "ev-10", False)  # nothing was due
+        gate.opened.set()
+        assert q.join(10)
+    finally:
+        q.stop()
+    [event] = audit()
+    assert (event["event"], event["host"], event["action"],
+            event["trigger"], event["outcome"], event["event_id"]) == (
+        events.QUARANTINE_SKIPPED, "cmp1", "disable", REVOCATION,
+        "failed", "ev-9")
+    assert isinstance(events.parse(event), events.QuarantineSkipped)
+

@@ -58,6 +58,10 @@ REASON_PREFIX = "trustpool: quarantined"
 _REASON_MAX = 255
 #: passes and events waiting for the worker at most
 _QUEUE = 1024
+#: passes waiting at most: each holds the verdicts of the whole fleet, and
+#: a worker that far behind acts on old news anyway. A pass dropped is a
+#: gap: taken as unknown for every host (it breaks a trusted run).
+_PASSES = 4
 _QUOTE = 300
 
 
@@ -128,6 +132,10 @@ class Quarantine:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(
             maxsize=_QUEUE)
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._passes = 0  # passes queued, not yet started
+        self._gap = False  # a pass was dropped since the last one queued
         #: the hypervisors of the last pass, by hypervisor host name
         self._batch: tuple[Any, dict[str, list[Any]]] | None = None
 
@@ -142,11 +150,19 @@ class Quarantine:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the worker after the job at hand, waiting ``timeout``
+        seconds at most; queued jobs are not done (they would act on Nova
+        after the service stopped; Nova keeps the state for the next
+        start)."""
+        self._stopping.set()
         try:
             self._queue.put_nowait(None)
         except queue.Full:
-            pass  # a daemon thread: it ends with the process
+            pass  # the worker sees _stopping before its next job
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def join(self, timeout: float) -> bool:
         """Wait until every queued job was done (tests); whether it was."""
@@ -155,19 +171,21 @@ class Quarantine:
             time.sleep(0.01)
         return not self._queue.unfinished_tasks
 
-    def _submit(self, job: Callable[[], None], what: str) -> None:
+    def _submit(self, job: Callable[[], None], what: str) -> bool:
         try:
             self._queue.put_nowait(job)
+            return True
         except queue.Full:
             LOG.error("quarantine: too much waiting for the Nova API; %s "
                       "is dropped", what)
             self._tell("failed")
+            return False
 
     def _run(self) -> None:
         while True:
             job = self._queue.get()
             try:
-                if job is None:
+                if job is None or self._stopping.is_set():
                     return
                 job()
             except Exception as exc:  # noqa: BLE001 - the worker goes on
@@ -191,17 +209,42 @@ class Quarantine:
         """Queue a pass's verdicts (``result.hosts``); never raises."""
         try:
             hosts = getattr(result, "hosts", None)
-            self._submit(lambda: self.after_pass_now(hosts), "a pass")
+            with self._lock:
+                if self._passes >= _PASSES:
+                    self._gap = True
+                    LOG.error("quarantine: %d passes wait for the Nova "
+                              "API; this one is dropped (no verdict: no "
+                              "release counts across it)", self._passes)
+                    self._tell("failed")
+                    return
+                gap, self._gap = self._gap, False
+                self._passes += 1
+            if not self._submit(lambda: self._pass_job(hosts, gap),
+                                "a pass"):
+                with self._lock:
+                    self._passes -= 1
+                    self._gap = True
         except Exception as exc:  # noqa: BLE001 - the pass is done anyway
             LOG.error("quarantine: a pass could not be handed on (%s)",
                       type(exc).__name__)
 
     def after_revocation(self, host: str, event_id: str | None,
                          signed: bool, kind: str = "revocation") -> None:
-        """Queue a revocation event the listener acted on; never raises."""
+        """Queue a revocation event the listener acted on; never raises.
+        A signed revocation dropped (the queue is full) is an audit event:
+        a quarantine was due and is not done."""
         try:
-            self._submit(lambda: self.after_revocation_now(
-                host, event_id, signed, kind), f"the revocation of {host}")
+            if not self._submit(lambda: self.after_revocation_now(
+                    host, event_id, signed, kind),
+                    f"the revocation of {host}") and signed \
+                    and kind == "revocation" and self.dampener.on_revocation:
+                event = events.quarantine_skipped_event(
+                    host=host, action="disable", trigger=REVOCATION,
+                    outcome="failed", why="too much waiting for the Nova "
+                    "API: the revocation was dropped", event_id=event_id,
+                    when=self._clock())
+                event["nodes"] = [host]
+                self._write(event)
         except Exception as exc:  # noqa: BLE001 - the event is answered
             LOG.error("quarantine: a revocation could not be handed on "
                       "(%s)", type(exc).__name__)
@@ -240,6 +283,15 @@ class Quarantine:
                      "by trustpool%s", len(held),
                      f": {', '.join(held)}" if held else "")
         self._scanned = True
+
+    def _pass_job(self, hosts: Mapping[str, HostReport] | None,
+                  gap: bool) -> None:
+        with self._lock:
+            self._passes -= 1
+        if gap:  # passes were dropped before this one: no verdict
+            for host in self.dampener.hosts():
+                self.dampener.observe(host, TrustLevel.UNKNOWN)
+        self.after_pass_now(hosts)
 
     def after_pass_now(self, hosts: Mapping[str, HostReport] | None) -> None:
         """One pass's verdicts (attestation name -> report; ``None``: the
