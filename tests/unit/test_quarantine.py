@@ -886,3 +886,13 @@ def test_a_revocation_dropped_by_a_full_queue_is_an_audit_event(
         "failed", "ev-9")
     assert isinstance(events.parse(event), events.QuarantineSkipped)
 
+
+def test_hosts_gone_from_the_passes_leave_no_state(qconf):
+    """Hosts come and go (renamed, rebuilt, Ironic nodes moving): the
+    state of a host with nothing in its runs is not kept for ever."""
+    nova = Nova([])
+    q = make(qconf, nova)
+    for i in range(100):
+        q.after_pass_now(verdicts(**{f"gone{i}": "trusted"}))
+    q.after_pass_now(verdicts(x="trusted"))
+    assert q.dampener.hosts() == ["x"]

@@ -160,6 +160,12 @@ class Dampener:
         runs start again: an untrusted host needs a full run again."""
         self._hosts[host] = HostRuns()
 
+    def forget_idle(self, host: str) -> None:
+        """Drop ``host``'s state when there is nothing in it (no run, not
+        held, nothing due): a host gone from the passes costs nothing."""
+        if self._hosts.get(host) == HostRuns():
+            del self._hosts[host]
+
     def hosts(self) -> list[str]:
         """Every service host with a state, sorted."""
         return sorted(self._hosts)

@@ -322,6 +322,10 @@ class Quarantine:
         for host in self.dampener.hosts():
             if host not in levels:  # gone from this pass: no verdict
                 self.dampener.observe(host, TrustLevel.UNKNOWN)
+                self.dampener.forget_idle(host)
+        if self._told:
+            known = set(self.dampener.hosts())
+            self._told = {t for t in self._told if t[0] in known}
         for host in sorted(levels):
             due = self.dampener.observe(host, worst(levels[host]))
             if due is not None:
