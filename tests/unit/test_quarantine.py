@@ -896,3 +896,65 @@ def test_hosts_gone_from_the_passes_leave_no_state(qconf):
         q.after_pass_now(verdicts(**{f"gone{i}": "trusted"}))
     q.after_pass_now(verdicts(x="trusted"))
     assert q.dampener.hosts() == ["x"]
+
+
+def test_the_report_reads_every_quarantine_event(qconf, audit, tmp_path,
+                                                 capsys):
+    """Every kind of event quarantine writes (done, skipped, failed, a
+    let-go with no trigger) is read by ``trustpool report`` into the
+    right counts and rows, none taken as malformed."""
+    from trustpool.cmd import main as cli
+
+    nova = Nova(["cmp1", "cmp2", "cmp3"])
+    nova.services["cmp3"].update(status="disabled", disabled_reason="ops")
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted", cmp2="untrusted",
+                                  cmp3="untrusted"))
+    nova.services["cmp2"].update(status="enabled", disabled_reason=None)
+    q.after_pass_now(verdicts(cmp1="untrusted", cmp2="untrusted",
+                              cmp3="untrusted"))  # cmp2 let go of
+    nova.down = True
+    q.after_revocation_now("cmp2", "ev-1", True)
+    nova.down = False
+    q.after_pass_now(verdicts(cmp1="trusted", cmp2="trusted",
+                              cmp3="trusted"))
+    q.after_pass_now(verdicts(cmp1="trusted", cmp2="trusted",
+                              cmp3="trusted"))
+    log = tmp_path / "audit.log"
+    log.write_text("".join(json.dumps(e) + "\n" for e in audit()))
+    code = cli.main(["report", "--format", "json", str(log)])
+    report = json.loads(capsys.readouterr().out)
+    assert code in (0, 1)
+    rows = [r for r in report["records"] if r["record"] == "quarantine"]
+    assert [(r["host"], r["action"], r["outcome"], r["trigger"])
+            for r in rows] == [
+        ("cmp1", "disable", "done", UNTRUSTED_RUN),
+        ("cmp2", "disable", "done", UNTRUSTED_RUN),
+        ("cmp3", "disable", "skipped", UNTRUSTED_RUN),
+        ("cmp2", "enable", "skipped", None),
+        ("cmp2", "disable", "failed", REVOCATION),
+        ("cmp1", "enable", "done", TRUSTED_RUN)]
+    summary = json.dumps(report)
+    assert '"malformed_lines": 0' in summary
+    assert '"unknown_events": 0' in summary
+
+
+def test_a_revocation_of_a_held_host_nova_cannot_confirm_is_kept(
+        qconf, audit):
+    """cmp1 is held, an operator re-enabled it, a signed revocation comes
+    while Nova cannot be asked (so trustpool takes cmp1 as still held):
+    when the next pass finds cmp1 re-enabled, the revocation quarantines
+    it then, rather than being forgotten with the hold."""
+    nova = Nova(["cmp1"])
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted"))
+    nova.services["cmp1"].update(status="enabled", disabled_reason=None)
+    nova.down = True
+    q.after_revocation_now("cmp1", "ev-7", True)
+    nova.down = False
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    svc = nova.services["cmp1"]
+    assert svc["status"] == "disabled"
+    assert "signed Keylime revocation ev-7" in svc["disabled_reason"]

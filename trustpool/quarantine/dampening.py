@@ -131,10 +131,23 @@ class Dampener:
         trusted pass comes)."""
         runs = self._runs(host)
         runs.trusted = 0
-        if self.on_revocation and not runs.quarantined:
-            runs.revoked, runs.revocation_id = True, event_id
+        if not self.on_revocation:
+            return None
+        # kept while held too: if the hold turns out to be gone (someone
+        # re-enabled the service), the revocation is still due
+        runs.revoked, runs.revocation_id = True, event_id
+        if not runs.quarantined:
             return Due(host, Kind.QUARANTINE, REVOCATION, 0)
         return None
+
+    def let_go(self, host: str) -> None:
+        """``host``'s service is not trustpool's any more though it held
+        it (someone else re-enabled or re-labelled it): the runs start
+        again, but a signed revocation not yet followed by a trusted
+        attestation is still due."""
+        runs = self._runs(host)
+        self._hosts[host] = HostRuns(revoked=runs.revoked,
+                                     revocation_id=runs.revocation_id)
 
     def _due(self, host: str, runs: HostRuns) -> Due | None:
         if not runs.quarantined and runs.revoked:

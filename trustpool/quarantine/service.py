@@ -473,7 +473,7 @@ class Quarantine:
                 ) -> None:
         """A held service someone else re-enabled or re-labelled: no
         longer trustpool's; its runs start again."""
-        self.dampener.released(host)
+        self.dampener.let_go(host)
         how = ("re-enabled by someone else" if service.get("status")
                != "disabled" else "disabled again by someone else "
                f"(reason {service.get('disabled_reason')!r})")
