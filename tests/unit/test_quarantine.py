@@ -958,3 +958,58 @@ def test_a_revocation_of_a_held_host_nova_cannot_confirm_is_kept(
     svc = nova.services["cmp1"]
     assert svc["status"] == "disabled"
     assert "signed Keylime revocation ev-7" in svc["disabled_reason"]
+
+
+def test_an_operator_who_disables_while_the_action_waits_wins(qconf, audit):
+    """The verdicts were queued while the worker was busy; meanwhile an
+    operator disabled the service with a reason of their own. Nova is
+    read when the action is done, not when it was queued: untouched."""
+    nova = Nova(["cmp1"])
+    q = Quarantine(qconf, nova).start()
+    try:
+        assert q.join(10)
+        gate = Gate()
+        q._submit(gate, "a gate")
+        assert gate.entered.wait(10)
+        q.after_pass(result(cmp1="untrusted"))
+        q.after_pass(result(cmp1="untrusted"))
+        nova.services["cmp1"].update(status="disabled",
+                                     disabled_reason="forensics")
+        gate.opened.set()
+        assert q.join(10)
+    finally:
+        q.stop()
+    assert nova.calls == []
+    assert nova.services["cmp1"]["disabled_reason"] == "forensics"
+    [event] = audit()
+    assert event["outcome"] == "skipped" and "forensics" in event["why"]
+
+
+def test_no_nova_password_in_events_or_logs(conf, audit, caplog):
+    """A Nova error that quotes the configured [trustpool_nova] password
+    (a proxy echoing a request, a URL with credentials) reaches neither
+    the audit event nor the log."""
+    from keystoneauth1 import loading as ks_loading
+
+    from trustpool.openstack import compute as compute_api
+    compute_api.register_opts(conf)
+    conf.set_override("auth_type", "password", compute_api.GROUP)
+    ks_loading.register_auth_conf_options(conf, compute_api.GROUP)
+    conf.register_opts(ks_loading.get_auth_plugin_conf_options("password"),
+                       group=compute_api.GROUP)
+    conf.set_override("password", "hunter2-nova-pw", compute_api.GROUP)
+    options.register_opts(conf)
+    conf.set_override("untrusted_passes", 1, options.GROUP)
+    conf.set_override("host_attribute", "host", "trusted_computing")
+
+    class Leaky(Nova):
+        def compute_service(self, host):
+            raise NovaAPIError("Nova API GET /os-services: refused for "
+                               "http://admin:hunter2-nova-pw@nova/")
+
+    q = Quarantine(conf, Leaky(["cmp1"]))
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    [event] = audit()
+    assert event["outcome"] == "failed"
+    assert "hunter2-nova-pw" not in json.dumps(event)
+    assert "hunter2-nova-pw" not in caplog.text
