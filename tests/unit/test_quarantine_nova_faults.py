@@ -239,3 +239,49 @@ def test_a_host_name_is_sent_as_one_query_value(qconf, nova, audit):
     q.after_pass_now(untrusted("a&host=cmp1"))
     assert [sid for sid, _ in fake.puts] == ["id-a&host=cmp1"]
     assert fake.services[0]["status"] == "enabled"
+
+
+def test_a_nova_that_never_answers_blocks_no_pass_and_no_stop(qconf,
+                                                              audit):
+    """Nova accepts the connection and says nothing: the passes and the
+    revocations hand their verdicts over and return, a stop returns, and
+    the worker's request ends with the session timeout as a 'failed'
+    event (the trait removal and the pass never waited for it)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        try:
+            while True:
+                held.append(listener.accept()[0])
+        except OSError:
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v2.1"
+    compute = ComputeAPI(ks_adapter.Adapter(
+        ks_session.Session(timeout=0.5), endpoint_override=url))
+    q = Quarantine(qconf, compute).start()
+    done = threading.Event()
+
+    def service_side() -> None:
+        wrapped = q.wrap(lambda: type("R", (), {"hosts": untrusted("c1")}))
+        for _ in range(2):
+            wrapped()
+            q.after_revocation("c1", "ev", True)
+        done.set()
+
+    try:
+        threading.Thread(target=service_side, daemon=True).start()
+        assert done.wait(20), "a pass or a revocation waited for Nova"
+        assert q.join(60)
+    finally:
+        q.stop(timeout=10)
+        listener.close()
+        for sock in held:
+            sock.close()
+    assert not q._thread.is_alive()
+    failed = [e for e in audit() if e.get("outcome") == "failed"]
+    assert failed and all(e["host"] == "c1" for e in failed)
