@@ -1013,3 +1013,24 @@ def test_no_nova_password_in_events_or_logs(conf, audit, caplog):
     assert event["outcome"] == "failed"
     assert "hunter2-nova-pw" not in json.dumps(event)
     assert "hunter2-nova-pw" not in caplog.text
+
+
+def test_a_held_service_missing_from_a_listing_is_still_held(qconf, audit):
+    """Nova omits the services of a cell it cannot reach: a held service
+    missing from one listing was not re-enabled by anyone; trustpool
+    keeps holding it (no 'let go' event) and releases it in time."""
+    nova = Nova(["cmp1", "cmp2"])
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted", cmp2="trusted"))
+    assert q.dampener.held() == ["cmp1"]
+    listing = nova.compute_services
+    nova.compute_services = lambda: [s for s in listing()
+                                     if s["host"] != "cmp1"]
+    q.after_pass_now(verdicts(cmp1="trusted", cmp2="trusted"))
+    assert q.dampener.held() == ["cmp1"]
+    nova.compute_services = listing
+    q.after_pass_now(verdicts(cmp1="trusted", cmp2="trusted"))
+    assert nova.services["cmp1"]["status"] == "enabled"
+    assert [(e["event"], e["action"]) for e in audit()] == [
+        (events.QUARANTINE, "disable"), (events.QUARANTINE, "enable")]

@@ -272,8 +272,10 @@ class Quarantine:
         held = sorted(h for h, found in by_host.items()
                       if any(is_ours(s) for s in found))
         for host in self.dampener.held():
-            if host not in held:
-                self._let_go(host, (by_host.get(host) or [{}])[0])
+            # a host Nova does not list (a cell it cannot reach) was not
+            # re-enabled by anyone: still held
+            if host not in held and by_host.get(host):
+                self._let_go(host, by_host[host][0])
         was = set(self.dampener.held())
         for host in held:
             if host not in was:
@@ -465,8 +467,8 @@ class Quarantine:
             service = self._compute.compute_service(host)
         except Exception:  # noqa: BLE001 - _act asks again if it must
             return
-        if service is None or not is_ours(service):
-            self._let_go(host, service or {})
+        if service is not None and not is_ours(service):
+            self._let_go(host, service)
 
     def _let_go(self, host: str, service: Mapping[str, Any],
                 due: Due | None = None, nodes: list[str] | None = None
