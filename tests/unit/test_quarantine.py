@@ -1034,3 +1034,23 @@ def test_a_held_service_missing_from_a_listing_is_still_held(qconf, audit):
     assert nova.services["cmp1"]["status"] == "enabled"
     assert [(e["event"], e["action"]) for e in audit()] == [
         (events.QUARANTINE, "disable"), (events.QUARANTINE, "enable")]
+
+
+def test_a_signed_revocation_of_a_node_nova_does_not_list_is_an_event(
+        qconf, audit):
+    """host_attribute = nodename: the revoked node is in no hypervisor
+    record (just deleted, renamed, or a stale agent map): the quarantine
+    that was due cannot be done, and the audit trail says so."""
+    qconf.set_override("host_attribute", "nodename", "trusted_computing")
+    nova = Nova(["ironic1"], nodes=[
+        ComputeNode("u1", "bm1.example", "ironic1")])
+    q = make(qconf, nova)
+    q.after_revocation_now("bm9.example", "ev-5", True)
+    [event] = audit()
+    assert (event["event"], event["host"], event["outcome"],
+            event["trigger"], event["event_id"]) == (
+        events.QUARANTINE_SKIPPED, "bm9.example", "failed", REVOCATION,
+        "ev-5")
+    q.after_revocation_now("bm9.example", "ev-6", False)  # nothing due
+    q.after_revocation_now("bm9.example", "ev-7", True, "comm_error")
+    assert len(audit()) == 1

@@ -365,6 +365,11 @@ class Quarantine:
                            "its nova-compute service could not be found: "
                            f"{self._short(exc)}", [name], event_id)
             return
+        if not hosts and signed and self.dampener.on_revocation:
+            self._not_done(name, Kind.QUARANTINE, REVOCATION, "failed",
+                           "the Nova API lists no compute node of that name, "
+                           "so no nova-compute service to disable", [name],
+                           event_id)
         for host in hosts:
             if not signed:
                 # ends a trusted run only: no quarantine due, now or later
