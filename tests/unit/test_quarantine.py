@@ -1054,3 +1054,32 @@ def test_a_signed_revocation_of_a_node_nova_does_not_list_is_an_event(
     q.after_revocation_now("bm9.example", "ev-6", False)  # nothing due
     q.after_revocation_now("bm9.example", "ev-7", True, "comm_error")
     assert len(audit()) == 1
+
+
+def test_a_pass_that_raised_breaks_a_trusted_run(qconf):
+    """A pass that raised (run_forever survives it) gave no verdict: the
+    trusted passes either side of it are not in a row."""
+    nova = Nova(["cmp1"])
+    nova.services["cmp1"].update(status="disabled", disabled_reason=(
+        f"{REASON_PREFIX}: 2 untrusted attestations in a row (cmp1) at "
+        "2026-11-30T10:00:00+00:00"))
+    q = Quarantine(qconf, nova).start()
+    try:
+        outcomes = iter(["trusted", RuntimeError("Placement went away"),
+                         "trusted"])
+
+        def one_pass():
+            outcome = next(outcomes)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return result(cmp1=outcome)
+
+        wrapped = q.wrap(one_pass)
+        wrapped()
+        with pytest.raises(RuntimeError):
+            wrapped()
+        wrapped()
+        assert q.join(10)
+        assert nova.services["cmp1"]["status"] == "disabled"
+    finally:
+        q.stop()

@@ -196,10 +196,16 @@ class Quarantine:
 
     def wrap(self, one_pass: Callable[..., Any]) -> Callable[..., Any]:
         """``one_pass`` (a sync pass) whose result is handed to the
-        worker; the pass's own result and exceptions are untouched."""
+        worker; the pass's own result and exceptions are untouched. A pass
+        that raised gave no verdict: handed on as one (unknown for every
+        host), so that it breaks a trusted run."""
 
         def passed_on(*args: Any, **kwargs: Any) -> Any:
-            result = one_pass(*args, **kwargs)
+            try:
+                result = one_pass(*args, **kwargs)
+            except BaseException:
+                self.after_pass(None)
+                raise
             self.after_pass(result)
             return result
 
