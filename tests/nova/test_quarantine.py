@@ -248,3 +248,46 @@ class QuarantineTest(TrustpoolNovaMixin,
                           "pcr_validation.invalid_pcr_15"),
                          (last["host"], last["action"], last["trigger"],
                           last["event_id"]))
+
+    def test_imitations_and_re_enabled_services(self):
+        """Against the real os-services API: a reason that only starts like
+        trustpool's is an operator's and is never re-enabled; a service
+        trustpool quarantined and an operator re-enabled while the host
+        is still untrusted is let go of and quarantined again after a new
+        run, and a signed revocation of such a host quarantines it."""
+        imitation = "trustpool: quarantined by ops, keep it off"
+        self.set_service("cmp4", status="disabled",
+                         disabled_reason=imitation)
+        self.levels(cmp1="untrusted", cmp2="untrusted", cmp3="trusted",
+                    cmp4="trusted")
+        guard = quarantine.start(self.conf, self.compute)
+        self.addCleanup(guard.stop)
+        self.assertTrue(guard.join(30))
+        self.assertEqual([], guard.dampener.held())
+        self.passes(guard, 2)
+        state = self.state()
+        self.assertEqual("disabled", state["cmp1"][0])
+        self.assertEqual("disabled", state["cmp2"][0])
+        self.assertEqual(("disabled", imitation), state["cmp4"])
+
+        # the operator re-enables both; the hosts are still untrusted
+        self.set_service("cmp1", status="enabled")
+        self.set_service("cmp2", status="enabled")
+        self.passes(guard)
+        self.assertEqual(["cmp1", "cmp2"], sorted(
+            h for h, (s, _) in self.state().items() if s == "enabled"
+            and h in ("cmp1", "cmp2")))
+        self.assertEqual([], guard.dampener.held())
+        # a signed revocation of cmp2: at once
+        guard.after_revocation(hv("cmp2"), "ev-1", True)
+        self.assertTrue(guard.join(30))
+        status, reason = self.state()["cmp2"]
+        self.assertEqual("disabled", status)
+        self.assertIn("signed Keylime revocation ev-1", reason)
+        # cmp1: a full new run
+        self.passes(guard)
+        status, reason = self.state()["cmp1"]
+        self.assertEqual("disabled", status)
+        self.assertTrue(quarantine.is_ours(self.services()["cmp1"]))
+        # the imitation stays however trusted cmp4 is
+        self.assertEqual(("disabled", imitation), self.state()["cmp4"])

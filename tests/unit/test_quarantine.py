@@ -290,8 +290,9 @@ def test_trustpool_audit_s_own_disable_is_not_quarantine_s(qconf):
                         "disabled_reason": "trustpool: host not trusted"})
     assert not is_ours({"status": "enabled",
                         "disabled_reason": f"{REASON_PREFIX}: x"})
-    assert is_ours({"status": "disabled",
-                    "disabled_reason": f"{REASON_PREFIX}: x"})
+    assert is_ours({"status": "disabled", "disabled_reason": (
+        f"{REASON_PREFIX}: 2 untrusted attestations in a row (n1) at "
+        "2026-11-30T10:00:00+00:00")})
 
 
 def test_state_lives_in_nova(qconf, audit):
@@ -615,6 +616,12 @@ def test_the_service_hands_every_pass_to_quarantine(tmp_path, monkeypatch):
                    pass_=None):
         for _ in range(2):
             results.append(pass_(conf, placement, client))
+        # the service runs on while the worker acts (a stop drops what
+        # is still queued)
+        deadline = time.monotonic() + 10
+        while nova.services["cmp1"]["status"] != "disabled" and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
 
     monkeypatch.setattr(trait_sync, "sync", fake_sync)
     monkeypatch.setattr(trait_sync, "run_forever", two_passes)
@@ -623,9 +630,456 @@ def test_the_service_hands_every_pass_to_quarantine(tmp_path, monkeypatch):
                     placement_api=object(), compute_api=nova)
     assert code == 0
     assert [r.hosts["cmp1"].level for r in results] == [U, U]
-    deadline = time.monotonic() + 10
-    while nova.services["cmp1"]["status"] != "disabled" and \
-            time.monotonic() < deadline:
-        time.sleep(0.02)
     assert nova.services["cmp1"]["disabled_reason"].startswith(
         "trustpool: quarantined: 2 untrusted attestations in a row (cmp1)")
+
+
+def test_a_service_re_enabled_by_someone_else_is_quarantined_again(
+        qconf, audit):
+    """An operator re-enables a service trustpool quarantined while the
+    host is still untrusted: trustpool lets go of it, and a full new run
+    of untrusted attestations quarantines it again (it must not go on
+    believing it holds a service that takes new instances)."""
+    nova = Nova(["cmp1"])
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted"))
+    assert nova.services["cmp1"]["status"] == "disabled"
+    nova.services["cmp1"].update(status="enabled", disabled_reason=None)
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    assert q.dampener.held() == []
+    assert nova.services["cmp1"]["status"] == "enabled"  # one is not two
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    assert nova.services["cmp1"]["status"] == "disabled"
+    assert is_ours(nova.services["cmp1"])
+    trail = [(e["event"], e["action"], e.get("outcome")) for e in audit()]
+    assert trail == [(events.QUARANTINE, "disable", None),
+                     (events.QUARANTINE_SKIPPED, "enable", "skipped"),
+                     (events.QUARANTINE, "disable", None)]
+    assert "re-enabled by someone else" in audit()[1]["why"]
+    assert isinstance(events.parse(audit()[1]), events.QuarantineSkipped)
+
+
+def test_a_signed_revocation_quarantines_a_service_someone_re_enabled(
+        qconf, audit):
+    """trustpool quarantined cmp1, an operator re-enabled it; a signed
+    revocation must disable it again, not be swallowed because trustpool
+    still thinks it holds the service."""
+    nova = Nova(["cmp1"])
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted"))
+    nova.services["cmp1"].update(status="enabled", disabled_reason=None)
+    q.after_revocation_now("cmp1", "ev-1", signed=True)
+    svc = nova.services["cmp1"]
+    assert svc["status"] == "disabled"
+    assert "signed Keylime revocation ev-1" in svc["disabled_reason"]
+    assert [(e["action"], e["trigger"]) for e in audit()
+            if e["event"] == events.QUARANTINE] == [
+        ("disable", UNTRUSTED_RUN), ("disable", REVOCATION)]
+    # an operator's own disable of a held host is still never touched
+    nova.services["cmp1"].update(status="disabled",
+                                 disabled_reason="forensics")
+    q.after_revocation_now("cmp1", "ev-2", signed=True)
+    assert nova.services["cmp1"]["disabled_reason"] == "forensics"
+
+
+@pytest.mark.parametrize("reason", [
+    "trustpool: quarantined",
+    "trustpool: quarantined by ops, keep it off",
+    "trustpool: quarantinedX",
+    "trustpool: quarantined: manual, ticket 42",
+    "trustpool: quarantined: 3 untrusted attestations in a row (n1) at "
+    "2026-12-01T18:31:00+00:00 -- ops: keep disabled",
+], ids=["bare-prefix", "prose", "glued", "own-words", "appended-note"])
+def test_a_reason_that_only_imitates_trustpool_s_is_an_operator_s(
+        qconf, audit, reason):
+    """An operator who writes a reason that starts like trustpool's (or
+    edits trustpool's to add a note) owns the service: trustpool never
+    re-enables it, however trusted the host."""
+    assert not is_ours({"status": "disabled", "disabled_reason": reason})
+    nova = Nova(["cmp1"])
+    nova.services["cmp1"].update(status="disabled", disabled_reason=reason)
+    q = make(qconf, nova)
+    for _ in range(4):
+        q.after_pass_now(verdicts(cmp1="trusted"))
+    assert nova.calls == []
+    assert nova.services["cmp1"]["disabled_reason"] == reason
+
+
+def test_every_reason_trustpool_writes_is_its_own():
+    """Whatever the cause, the nodes and the cut to 255 characters, the
+    reason trustpool writes is recognised as its own (or it could never
+    release what it quarantined)."""
+    conf = cfg.ConfigOpts()
+    from trustpool import conf as tp_conf
+    tp_conf.register_opts(conf)
+    conf([], project="trustpool", default_config_files=[])
+    q = Quarantine(conf, Nova([]), clock=lambda: 1.8e9)
+    from trustpool.quarantine.dampening import Due
+    long_names = [f"bm{i:03d}.rack.example.org" for i in range(40)]
+    for due, nodes, event_id in [
+            (Due("h", Kind.QUARANTINE, UNTRUSTED_RUN, 3), ["n1"], None),
+            (Due("h", Kind.QUARANTINE, UNTRUSTED_RUN, 3), long_names, None),
+            (Due("h", Kind.QUARANTINE, REVOCATION, 0), ["n1"], None),
+            (Due("h", Kind.QUARANTINE, REVOCATION, 0), ["n1"],
+             "pcr_validation.invalid_pcr_15"),
+            (Due("h", Kind.QUARANTINE, REVOCATION, 0), ["n1"], "x" * 400),
+            (Due("h", Kind.QUARANTINE, REVOCATION, 0), ["n1"], "a\nb (c)")]:
+        reason = q._reason(due, nodes, event_id)
+        assert len(reason) <= 255
+        assert is_ours({"status": "disabled", "disabled_reason": reason}), \
+            reason
+
+
+def test_a_revocation_quarantine_that_failed_is_tried_again(qconf, audit):
+    """Nova was down when a signed revocation came (the verifier got its
+    200 from the trait removal and sends no more): the quarantine is due
+    again at the next untrusted pass, with the event's id, not lost until
+    a whole untrusted run has passed. A trusted pass ends it."""
+    nova = Nova(["cmp1", "cmp2"])
+    q = make(qconf, nova)
+    nova.down = True
+    q.after_revocation_now("cmp1", "ev-1", True)
+    q.after_revocation_now("cmp2", "ev-2", True)
+    nova.down = False
+    q.after_pass_now(verdicts(cmp1="untrusted", cmp2="trusted"))
+    svc = nova.services["cmp1"]
+    assert svc["status"] == "disabled"
+    assert "signed Keylime revocation ev-1" in svc["disabled_reason"]
+    assert nova.services["cmp2"]["status"] == "enabled"
+    q.after_pass_now(verdicts(cmp1="untrusted", cmp2="untrusted"))
+    assert nova.services["cmp2"]["status"] == "enabled"  # 1 is not N
+    trail = [(e["event"], e["host"], e.get("outcome"), e["trigger"],
+              e["event_id"]) for e in audit()]
+    assert trail == [
+        (events.QUARANTINE_SKIPPED, "cmp1", "failed", REVOCATION, "ev-1"),
+        (events.QUARANTINE_SKIPPED, "cmp2", "failed", REVOCATION, "ev-2"),
+        (events.QUARANTINE, "cmp1", None, REVOCATION, "ev-1")]
+
+
+def test_an_unsigned_revocation_never_quarantines_later_either(qconf,
+                                                               audit):
+    """An unsigned event only ends a trusted run: it leaves no quarantine
+    due for a later pass to carry out."""
+    nova = Nova(["cmp1"])
+    q = make(qconf, nova)
+    q.after_revocation_now("cmp1", "forged", False)
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    assert nova.services["cmp1"]["status"] == "enabled"
+    assert nova.calls == [] and audit() == []
+
+
+# -- the worker under load ------------------------------------------------
+
+class Gate:
+    """A job that holds the worker until opened."""
+
+    def __init__(self):
+        import threading
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self):
+        self.entered.set()
+        assert self.opened.wait(30)
+
+
+def result(**levels):
+    return type("R", (), {"hosts": verdicts(**levels)})()
+
+
+def test_stop_ends_the_worker_even_with_a_full_queue(qconf, monkeypatch):
+    """A Nova slower than the passes fills the queue; stopping the service
+    must still end the worker after the job at hand, not after every job
+    queued (each a round of Nova calls after the service was stopped)."""
+    from trustpool.quarantine import service as q_service
+    monkeypatch.setattr(q_service, "_QUEUE", 8)
+    nova = Nova(["cmp1"])
+    q = Quarantine(qconf, nova).start()
+    gate = Gate()
+    q._submit(gate, "a gate")
+    assert gate.entered.wait(10)
+    for _ in range(20):
+        q.after_pass(result(cmp1="untrusted"))
+    q.stop(timeout=0)
+    gate.opened.set()
+    q._thread.join(10)
+    assert not q._thread.is_alive()
+    assert nova.calls == []  # nothing queued ran after the stop
+
+
+def test_a_pass_dropped_by_a_full_queue_breaks_a_trusted_run(
+        qconf, monkeypatch, audit):
+    """M = 2 trusted in a row. The worker is behind, and an untrusted pass
+    between two trusted ones is dropped: the two trusted ones are not in
+    a row, so no release."""
+    from trustpool.quarantine import service as q_service
+    monkeypatch.setattr(q_service, "_QUEUE", 1)
+    monkeypatch.setattr(q_service, "_PASSES", 1, raising=False)
+    nova = Nova(["cmp1"])
+    nova.services["cmp1"].update(status="disabled", disabled_reason=(
+        f"{REASON_PREFIX}: 2 untrusted attestations in a row (cmp1) at "
+        "2026-11-30T10:00:00+00:00"))
+    q = Quarantine(qconf, nova).start()
+    try:
+        assert q.join(10)
+        gate = Gate()
+        q._submit(gate, "a gate")
+        assert gate.entered.wait(10)
+        q.after_pass(result(cmp1="trusted"))
+        q.after_pass(result(cmp1="untrusted"))  # no room: dropped
+        gate.opened.set()
+        assert q.join(10)
+        q.after_pass(result(cmp1="trusted"))
+        assert q.join(10)
+        assert nova.services["cmp1"]["status"] == "disabled"
+        assert nova.calls == []
+    finally:
+        q.stop()
+
+
+def test_passes_waiting_for_the_worker_are_few(qconf, monkeypatch):
+    """Each queued pass holds the verdicts of the whole fleet: with 10,000
+    hosts and a Nova behind, a queue of 1,024 passes is 10 million
+    reports. Only a few passes wait; the rest are dropped (a gap)."""
+    from trustpool.quarantine import service as q_service
+    nova = Nova([])
+    q = Quarantine(qconf, nova).start()
+    try:
+        gate = Gate()
+        q._submit(gate, "a gate")
+        assert gate.entered.wait(10)
+        fleet = result(**{f"h{i}": "untrusted" for i in range(10000)})
+        for _ in range(50):
+            q.after_pass(fleet)
+        assert q._queue.qsize() <= getattr(q_service, "_PASSES", 1024)
+        assert q._queue.qsize() <= 8
+        gate.opened.set()
+        assert q.join(30)
+    finally:
+        q.stop()
+
+
+def test_a_revocation_dropped_by_a_full_queue_is_an_audit_event(
+        qconf, monkeypatch, audit):
+    from trustpool.quarantine import service as q_service
+    monkeypatch.setattr(q_service, "_QUEUE", 1)
+    nova = Nova(["cmp1"])
+    q = Quarantine(qconf, nova).start()
+    try:
+        assert q.join(10)
+        gate = Gate()
+        q._submit(gate, "a gate")
+        assert gate.entered.wait(10)
+        q._submit(lambda: None, "a filler")  # the queue is full now
+        q.after_revocation("cmp1", "ev-9", True)
+        q.after_revocation("cmp1", "ev-10", False)  # nothing was due
+        gate.opened.set()
+        assert q.join(10)
+    finally:
+        q.stop()
+    [event] = audit()
+    assert (event["event"], event["host"], event["action"],
+            event["trigger"], event["outcome"], event["event_id"]) == (
+        events.QUARANTINE_SKIPPED, "cmp1", "disable", REVOCATION,
+        "failed", "ev-9")
+    assert isinstance(events.parse(event), events.QuarantineSkipped)
+
+
+def test_hosts_gone_from_the_passes_leave_no_state(qconf):
+    """Hosts come and go (renamed, rebuilt, Ironic nodes moving): the
+    state of a host with nothing in its runs is not kept for ever."""
+    nova = Nova([])
+    q = make(qconf, nova)
+    for i in range(100):
+        q.after_pass_now(verdicts(**{f"gone{i}": "trusted"}))
+    q.after_pass_now(verdicts(x="trusted"))
+    assert q.dampener.hosts() == ["x"]
+
+
+def test_the_report_reads_every_quarantine_event(qconf, audit, tmp_path,
+                                                 capsys):
+    """Every kind of event quarantine writes (done, skipped, failed, a
+    let-go with no trigger) is read by ``trustpool report`` into the
+    right counts and rows, none taken as malformed."""
+    from trustpool.cmd import main as cli
+
+    nova = Nova(["cmp1", "cmp2", "cmp3"])
+    nova.services["cmp3"].update(status="disabled", disabled_reason="ops")
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted", cmp2="untrusted",
+                                  cmp3="untrusted"))
+    nova.services["cmp2"].update(status="enabled", disabled_reason=None)
+    q.after_pass_now(verdicts(cmp1="untrusted", cmp2="untrusted",
+                              cmp3="untrusted"))  # cmp2 let go of
+    nova.down = True
+    q.after_revocation_now("cmp2", "ev-1", True)
+    nova.down = False
+    q.after_pass_now(verdicts(cmp1="trusted", cmp2="trusted",
+                              cmp3="trusted"))
+    q.after_pass_now(verdicts(cmp1="trusted", cmp2="trusted",
+                              cmp3="trusted"))
+    log = tmp_path / "audit.log"
+    log.write_text("".join(json.dumps(e) + "\n" for e in audit()))
+    code = cli.main(["report", "--format", "json", str(log)])
+    report = json.loads(capsys.readouterr().out)
+    assert code in (0, 1)
+    rows = [r for r in report["records"] if r["record"] == "quarantine"]
+    assert [(r["host"], r["action"], r["outcome"], r["trigger"])
+            for r in rows] == [
+        ("cmp1", "disable", "done", UNTRUSTED_RUN),
+        ("cmp2", "disable", "done", UNTRUSTED_RUN),
+        ("cmp3", "disable", "skipped", UNTRUSTED_RUN),
+        ("cmp2", "enable", "skipped", None),
+        ("cmp2", "disable", "failed", REVOCATION),
+        ("cmp1", "enable", "done", TRUSTED_RUN)]
+    summary = json.dumps(report)
+    assert '"malformed_lines": 0' in summary
+    assert '"unknown_events": 0' in summary
+
+
+def test_a_revocation_of_a_held_host_nova_cannot_confirm_is_kept(
+        qconf, audit):
+    """cmp1 is held, an operator re-enabled it, a signed revocation comes
+    while Nova cannot be asked (so trustpool takes cmp1 as still held):
+    when the next pass finds cmp1 re-enabled, the revocation quarantines
+    it then, rather than being forgotten with the hold."""
+    nova = Nova(["cmp1"])
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted"))
+    nova.services["cmp1"].update(status="enabled", disabled_reason=None)
+    nova.down = True
+    q.after_revocation_now("cmp1", "ev-7", True)
+    nova.down = False
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    svc = nova.services["cmp1"]
+    assert svc["status"] == "disabled"
+    assert "signed Keylime revocation ev-7" in svc["disabled_reason"]
+
+
+def test_an_operator_who_disables_while_the_action_waits_wins(qconf, audit):
+    """The verdicts were queued while the worker was busy; meanwhile an
+    operator disabled the service with a reason of their own. Nova is
+    read when the action is done, not when it was queued: untouched."""
+    nova = Nova(["cmp1"])
+    q = Quarantine(qconf, nova).start()
+    try:
+        assert q.join(10)
+        gate = Gate()
+        q._submit(gate, "a gate")
+        assert gate.entered.wait(10)
+        q.after_pass(result(cmp1="untrusted"))
+        q.after_pass(result(cmp1="untrusted"))
+        nova.services["cmp1"].update(status="disabled",
+                                     disabled_reason="forensics")
+        gate.opened.set()
+        assert q.join(10)
+    finally:
+        q.stop()
+    assert nova.calls == []
+    assert nova.services["cmp1"]["disabled_reason"] == "forensics"
+    [event] = audit()
+    assert event["outcome"] == "skipped" and "forensics" in event["why"]
+
+
+def test_no_nova_password_in_events_or_logs(conf, audit, caplog):
+    """A Nova error that quotes the configured [trustpool_nova] password
+    (a proxy echoing a request, a URL with credentials) reaches neither
+    the audit event nor the log."""
+    from keystoneauth1 import loading as ks_loading
+
+    from trustpool.openstack import compute as compute_api
+    compute_api.register_opts(conf)
+    conf.set_override("auth_type", "password", compute_api.GROUP)
+    ks_loading.register_auth_conf_options(conf, compute_api.GROUP)
+    conf.register_opts(ks_loading.get_auth_plugin_conf_options("password"),
+                       group=compute_api.GROUP)
+    conf.set_override("password", "hunter2-nova-pw", compute_api.GROUP)
+    options.register_opts(conf)
+    conf.set_override("untrusted_passes", 1, options.GROUP)
+    conf.set_override("host_attribute", "host", "trusted_computing")
+
+    class Leaky(Nova):
+        def compute_service(self, host):
+            raise NovaAPIError("Nova API GET /os-services: refused for "
+                               "http://admin:hunter2-nova-pw@nova/")
+
+    q = Quarantine(conf, Leaky(["cmp1"]))
+    q.after_pass_now(verdicts(cmp1="untrusted"))
+    [event] = audit()
+    assert event["outcome"] == "failed"
+    assert "hunter2-nova-pw" not in json.dumps(event)
+    assert "hunter2-nova-pw" not in caplog.text
+
+
+def test_a_held_service_missing_from_a_listing_is_still_held(qconf, audit):
+    """Nova omits the services of a cell it cannot reach: a held service
+    missing from one listing was not re-enabled by anyone; trustpool
+    keeps holding it (no 'let go' event) and releases it in time."""
+    nova = Nova(["cmp1", "cmp2"])
+    q = make(qconf, nova)
+    for _ in range(2):
+        q.after_pass_now(verdicts(cmp1="untrusted", cmp2="trusted"))
+    assert q.dampener.held() == ["cmp1"]
+    listing = nova.compute_services
+    nova.compute_services = lambda: [s for s in listing()
+                                     if s["host"] != "cmp1"]
+    q.after_pass_now(verdicts(cmp1="trusted", cmp2="trusted"))
+    assert q.dampener.held() == ["cmp1"]
+    nova.compute_services = listing
+    q.after_pass_now(verdicts(cmp1="trusted", cmp2="trusted"))
+    assert nova.services["cmp1"]["status"] == "enabled"
+    assert [(e["event"], e["action"]) for e in audit()] == [
+        (events.QUARANTINE, "disable"), (events.QUARANTINE, "enable")]
+
+
+def test_a_signed_revocation_of_a_node_nova_does_not_list_is_an_event(
+        qconf, audit):
+    """host_attribute = nodename: the revoked node is in no hypervisor
+    record (just deleted, renamed, or a stale agent map): the quarantine
+    that was due cannot be done, and the audit trail says so."""
+    qconf.set_override("host_attribute", "nodename", "trusted_computing")
+    nova = Nova(["ironic1"], nodes=[
+        ComputeNode("u1", "bm1.example", "ironic1")])
+    q = make(qconf, nova)
+    q.after_revocation_now("bm9.example", "ev-5", True)
+    [event] = audit()
+    assert (event["event"], event["host"], event["outcome"],
+            event["trigger"], event["event_id"]) == (
+        events.QUARANTINE_SKIPPED, "bm9.example", "failed", REVOCATION,
+        "ev-5")
+    q.after_revocation_now("bm9.example", "ev-6", False)  # nothing due
+    q.after_revocation_now("bm9.example", "ev-7", True, "comm_error")
+    assert len(audit()) == 1
+
+
+def test_a_pass_that_raised_breaks_a_trusted_run(qconf):
+    """A pass that raised (run_forever survives it) gave no verdict: the
+    trusted passes either side of it are not in a row."""
+    nova = Nova(["cmp1"])
+    nova.services["cmp1"].update(status="disabled", disabled_reason=(
+        f"{REASON_PREFIX}: 2 untrusted attestations in a row (cmp1) at "
+        "2026-11-30T10:00:00+00:00"))
+    q = Quarantine(qconf, nova).start()
+    try:
+        outcomes = iter(["trusted", RuntimeError("Placement went away"),
+                         "trusted"])
+
+        def one_pass():
+            outcome = next(outcomes)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return result(cmp1=outcome)
+
+        wrapped = q.wrap(one_pass)
+        wrapped()
+        with pytest.raises(RuntimeError):
+            wrapped()
+        wrapped()
+        assert q.join(10)
+        assert nova.services["cmp1"]["status"] == "disabled"
+    finally:
+        q.stop()

@@ -8,6 +8,7 @@ already have. Only the operator command imports this module.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,10 +143,40 @@ class ComputeAPI:
         return response.json().get("server")
 
     def compute_service(self, host: str) -> dict[str, Any] | None:
-        services = self._get(
-            f"/os-services?binary=nova-compute&host={host}").get(
-            "services", [])
-        return services[0] if services else None
+        """The one nova-compute service of ``host``; ``None`` if Nova
+        lists none. Records for another host or binary are not taken for
+        it (a Nova or proxy that ignores the filter).
+
+        :raises NovaAPIError: when the answer is no list, when it names
+            more than one distinct service for the host (which one to act
+            on is a guess, and one may be an operator's), or when the
+            service has no id or no status.
+        """
+        query = urllib.parse.urlencode({"binary": "nova-compute",
+                                        "host": host})
+        body = self._get(f"/os-services?{query}")
+        services = body.get("services") if isinstance(body, dict) else None
+        if not isinstance(services, list):
+            raise NovaAPIError("Nova API GET /os-services: no list of "
+                               "services")
+        found: list[dict[str, Any]] = []
+        for record in services:
+            if isinstance(record, dict) and record.get("host") == host \
+                    and record.get("binary") == "nova-compute" \
+                    and record not in found:
+                found.append(record)
+        if not found:
+            return None
+        if len(found) > 1:
+            raise NovaAPIError(
+                f"Nova API GET /os-services: {len(found)} different "
+                "nova-compute services listed for this host")
+        record = found[0]
+        if not (isinstance(record.get("id"), str) and record["id"]
+                and record.get("status") in ("enabled", "disabled")):
+            raise NovaAPIError("Nova API GET /os-services: the service has "
+                               "no id or no status")
+        return record
 
     def compute_services(self) -> list[dict[str, Any]]:
         """Every nova-compute service (quarantine's start-up scan)."""

@@ -68,6 +68,10 @@ class HostRuns:
     untrusted: int = 0
     trusted: int = 0
     quarantined: bool = False
+    #: a signed revocation called for quarantine and it is not done yet
+    #: (Nova failed): due again at the next untrusted pass; the event id
+    revoked: bool = False
+    revocation_id: str | None = None
 
 
 def worst(levels: list[TrustLevel]) -> TrustLevel:
@@ -114,20 +118,40 @@ class Dampener:
         elif level is TrustLevel.TRUSTED:
             runs.trusted += 1
             runs.untrusted = 0
+            runs.revoked = False  # attested good since: no longer due
         else:
             runs.trusted = 0
             return None
         return self._due(host, runs)
 
-    def revoked(self, host: str) -> Due | None:
-        """A verified revocation event for ``host``."""
+    def revoked(self, host: str, event_id: str | None = None
+                ) -> Due | None:
+        """A verified revocation event for ``host``. The quarantine it
+        calls for stays due at each untrusted pass until it is done (or a
+        trusted pass comes)."""
         runs = self._runs(host)
         runs.trusted = 0
-        if self.on_revocation and not runs.quarantined:
+        if not self.on_revocation:
+            return None
+        # kept while held too: if the hold turns out to be gone (someone
+        # re-enabled the service), the revocation is still due
+        runs.revoked, runs.revocation_id = True, event_id
+        if not runs.quarantined:
             return Due(host, Kind.QUARANTINE, REVOCATION, 0)
         return None
 
+    def let_go(self, host: str) -> None:
+        """``host``'s service is not trustpool's any more though it held
+        it (someone else re-enabled or re-labelled it): the runs start
+        again, but a signed revocation not yet followed by a trusted
+        attestation is still due."""
+        runs = self._runs(host)
+        self._hosts[host] = HostRuns(revoked=runs.revoked,
+                                     revocation_id=runs.revocation_id)
+
     def _due(self, host: str, runs: HostRuns) -> Due | None:
+        if not runs.quarantined and runs.revoked:
+            return Due(host, Kind.QUARANTINE, REVOCATION, 0)
         if not runs.quarantined and runs.untrusted >= self.untrusted_passes:
             return Due(host, Kind.QUARANTINE, UNTRUSTED_RUN, runs.untrusted)
         if runs.quarantined and runs.trusted >= self.trusted_passes:
@@ -141,12 +165,19 @@ class Dampener:
         runs = self._runs(host)
         runs.quarantined = True
         runs.trusted = 0
+        runs.revoked, runs.revocation_id = False, None
 
     def released(self, host: str) -> None:
         """``host``'s service is no longer trustpool's to hold: trustpool
         re-enabled it, or someone else re-enabled or re-labelled it. The
         runs start again: an untrusted host needs a full run again."""
         self._hosts[host] = HostRuns()
+
+    def forget_idle(self, host: str) -> None:
+        """Drop ``host``'s state when there is nothing in it (no run, not
+        held, nothing due): a host gone from the passes costs nothing."""
+        if self._hosts.get(host) == HostRuns():
+            del self._hosts[host]
 
     def hosts(self) -> list[str]:
         """Every service host with a state, sorted."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -57,17 +58,32 @@ REASON_PREFIX = "trustpool: quarantined"
 _REASON_MAX = 255
 #: passes and events waiting for the worker at most
 _QUEUE = 1024
+#: passes waiting at most: each holds the verdicts of the whole fleet, and
+#: a worker that far behind acts on old news anyway. A pass dropped is a
+#: gap: taken as unknown for every host (it breaks a trusted run).
+_PASSES = 4
 _QUOTE = 300
+
+
+#: the whole of a reason :meth:`Quarantine._reason` writes, cut or not: a
+#: reason that only starts like it (an operator's words after the prefix,
+#: a note appended to trustpool's) is an operator's
+_OURS = re.compile(
+    re.escape(REASON_PREFIX) + r": (?:\d+ untrusted attestations in a row"
+    r"|signed Keylime revocation)\b.*\) at "
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", re.DOTALL)
 
 
 def is_ours(service: Mapping[str, Any]) -> bool:
     """Whether ``service`` (a record of Nova's os-services) is disabled by
-    trustpool's quarantine: disabled, with a reason that starts with
-    :data:`REASON_PREFIX`. A service disabled without a reason, or with
-    any other (an operator's, ``trustpool audit``'s), is not."""
+    trustpool's quarantine: disabled, with a reason in the form trustpool
+    writes (starting :data:`REASON_PREFIX`, ending with its time stamp).
+    A service disabled without a reason, or with any other (an
+    operator's, ``trustpool audit``'s, one that imitates the prefix), is
+    not."""
     reason = service.get("disabled_reason")
     return (service.get("status") == "disabled" and isinstance(reason, str)
-            and reason.startswith(REASON_PREFIX))
+            and _OURS.fullmatch(reason) is not None)
 
 
 def start(conf: cfg.ConfigOpts, compute: Any = None
@@ -116,6 +132,10 @@ class Quarantine:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(
             maxsize=_QUEUE)
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._passes = 0  # passes queued, not yet started
+        self._gap = False  # a pass was dropped since the last one queued
         #: the hypervisors of the last pass, by hypervisor host name
         self._batch: tuple[Any, dict[str, list[Any]]] | None = None
 
@@ -130,11 +150,19 @@ class Quarantine:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the worker after the job at hand, waiting ``timeout``
+        seconds at most; queued jobs are not done (they would act on Nova
+        after the service stopped; Nova keeps the state for the next
+        start)."""
+        self._stopping.set()
         try:
             self._queue.put_nowait(None)
         except queue.Full:
-            pass  # a daemon thread: it ends with the process
+            pass  # the worker sees _stopping before its next job
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def join(self, timeout: float) -> bool:
         """Wait until every queued job was done (tests); whether it was."""
@@ -143,19 +171,21 @@ class Quarantine:
             time.sleep(0.01)
         return not self._queue.unfinished_tasks
 
-    def _submit(self, job: Callable[[], None], what: str) -> None:
+    def _submit(self, job: Callable[[], None], what: str) -> bool:
         try:
             self._queue.put_nowait(job)
+            return True
         except queue.Full:
             LOG.error("quarantine: too much waiting for the Nova API; %s "
                       "is dropped", what)
             self._tell("failed")
+            return False
 
     def _run(self) -> None:
         while True:
             job = self._queue.get()
             try:
-                if job is None:
+                if job is None or self._stopping.is_set():
                     return
                 job()
             except Exception as exc:  # noqa: BLE001 - the worker goes on
@@ -166,10 +196,16 @@ class Quarantine:
 
     def wrap(self, one_pass: Callable[..., Any]) -> Callable[..., Any]:
         """``one_pass`` (a sync pass) whose result is handed to the
-        worker; the pass's own result and exceptions are untouched."""
+        worker; the pass's own result and exceptions are untouched. A pass
+        that raised gave no verdict: handed on as one (unknown for every
+        host), so that it breaks a trusted run."""
 
         def passed_on(*args: Any, **kwargs: Any) -> Any:
-            result = one_pass(*args, **kwargs)
+            try:
+                result = one_pass(*args, **kwargs)
+            except BaseException:
+                self.after_pass(None)
+                raise
             self.after_pass(result)
             return result
 
@@ -179,17 +215,42 @@ class Quarantine:
         """Queue a pass's verdicts (``result.hosts``); never raises."""
         try:
             hosts = getattr(result, "hosts", None)
-            self._submit(lambda: self.after_pass_now(hosts), "a pass")
+            with self._lock:
+                if self._passes >= _PASSES:
+                    self._gap = True
+                    LOG.error("quarantine: %d passes wait for the Nova "
+                              "API; this one is dropped (no verdict: no "
+                              "release counts across it)", self._passes)
+                    self._tell("failed")
+                    return
+                gap, self._gap = self._gap, False
+                self._passes += 1
+            if not self._submit(lambda: self._pass_job(hosts, gap),
+                                "a pass"):
+                with self._lock:
+                    self._passes -= 1
+                    self._gap = True
         except Exception as exc:  # noqa: BLE001 - the pass is done anyway
             LOG.error("quarantine: a pass could not be handed on (%s)",
                       type(exc).__name__)
 
     def after_revocation(self, host: str, event_id: str | None,
                          signed: bool, kind: str = "revocation") -> None:
-        """Queue a revocation event the listener acted on; never raises."""
+        """Queue a revocation event the listener acted on; never raises.
+        A signed revocation dropped (the queue is full) is an audit event:
+        a quarantine was due and is not done."""
         try:
-            self._submit(lambda: self.after_revocation_now(
-                host, event_id, signed, kind), f"the revocation of {host}")
+            if not self._submit(lambda: self.after_revocation_now(
+                    host, event_id, signed, kind),
+                    f"the revocation of {host}") and signed \
+                    and kind == "revocation" and self.dampener.on_revocation:
+                event = events.quarantine_skipped_event(
+                    host=host, action="disable", trigger=REVOCATION,
+                    outcome="failed", why="too much waiting for the Nova "
+                    "API: the revocation was dropped", event_id=event_id,
+                    when=self._clock())
+                event["nodes"] = [host]
+                self._write(event)
         except Exception as exc:  # noqa: BLE001 - the event is answered
             LOG.error("quarantine: a revocation could not be handed on "
                       "(%s)", type(exc).__name__)
@@ -198,8 +259,11 @@ class Quarantine:
 
     def scan(self) -> None:
         """Take every nova-compute service disabled with trustpool's
-        reason as quarantined. On a Nova failure, logged; tried again
-        before the next job."""
+        reason as quarantined, and let go of every held one that is not
+        so any more (someone else re-enabled or re-labelled it: it then
+        needs a new run, or a signed revocation, to be quarantined
+        again). Before every pass: Nova holds the state. On a Nova
+        failure, logged; what is held stays held."""
         try:
             services = self._compute.compute_services()
         except Exception as exc:  # noqa: BLE001 - tried again later
@@ -207,20 +271,40 @@ class Quarantine:
                       "(%s); services trustpool quarantined before are "
                       "released only once this works", self._short(exc))
             return
-        held = sorted({s["host"] for s in services
-                       if is_ours(s) and isinstance(s.get("host"), str)})
+        by_host: dict[str, list[Mapping[str, Any]]] = {}
+        for s in services:
+            if isinstance(s.get("host"), str):
+                by_host.setdefault(s["host"], []).append(s)
+        held = sorted(h for h, found in by_host.items()
+                      if any(is_ours(s) for s in found))
+        for host in self.dampener.held():
+            # a host Nova does not list (a cell it cannot reach) was not
+            # re-enabled by anyone: still held
+            if host not in held and by_host.get(host):
+                self._let_go(host, by_host[host][0])
+        was = set(self.dampener.held())
         for host in held:
-            self.dampener.quarantined(host)
+            if host not in was:
+                self.dampener.quarantined(host)
+        if not self._scanned:
+            LOG.info("quarantine: %d nova-compute service(s) quarantined "
+                     "by trustpool%s", len(held),
+                     f": {', '.join(held)}" if held else "")
         self._scanned = True
-        LOG.info("quarantine: %d nova-compute service(s) quarantined by "
-                 "trustpool%s", len(held),
-                 f": {', '.join(held)}" if held else "")
+
+    def _pass_job(self, hosts: Mapping[str, HostReport] | None,
+                  gap: bool) -> None:
+        with self._lock:
+            self._passes -= 1
+        if gap:  # passes were dropped before this one: no verdict
+            for host in self.dampener.hosts():
+                self.dampener.observe(host, TrustLevel.UNKNOWN)
+        self.after_pass_now(hosts)
 
     def after_pass_now(self, hosts: Mapping[str, HostReport] | None) -> None:
         """One pass's verdicts (attestation name -> report; ``None``: the
         compute nodes could not be listed, so every host is unknown)."""
-        if not self._scanned:
-            self.scan()
+        self.scan()
         levels: dict[str, list[TrustLevel]] = {}
         nodes: dict[str, list[str]] = {}
         untrusted: dict[str, list[str]] = {}
@@ -246,13 +330,19 @@ class Quarantine:
         for host in self.dampener.hosts():
             if host not in levels:  # gone from this pass: no verdict
                 self.dampener.observe(host, TrustLevel.UNKNOWN)
+                self.dampener.forget_idle(host)
+        if self._told:
+            known = set(self.dampener.hosts())
+            self._told = {t for t in self._told if t[0] in known}
         for host in sorted(levels):
             due = self.dampener.observe(host, worst(levels[host]))
             if due is not None:
                 # a quarantine names the nodes that caused it
                 self._act(due, sorted(untrusted.get(host) or nodes[host]
                                       if due.kind is Kind.QUARANTINE
-                                      else nodes[host]))
+                                      else nodes[host]),
+                          self.dampener.runs(host).revocation_id
+                          if due.trigger == REVOCATION else None)
 
     def after_revocation_now(self, name: str, event_id: str | None,
                              signed: bool, kind: str = "revocation") -> None:
@@ -281,16 +371,25 @@ class Quarantine:
                            "its nova-compute service could not be found: "
                            f"{self._short(exc)}", [name], event_id)
             return
+        if not hosts and signed and self.dampener.on_revocation:
+            self._not_done(name, Kind.QUARANTINE, REVOCATION, "failed",
+                           "the Nova API lists no compute node of that name, "
+                           "so no nova-compute service to disable", [name],
+                           event_id)
         for host in hosts:
             if not signed:
-                self.dampener.revoked(host)  # ends a trusted run only
+                # ends a trusted run only: no quarantine due, now or later
+                self.dampener.observe(host, TrustLevel.UNKNOWN)
                 if self.dampener.on_revocation:
                     LOG.warning("quarantine: the revocation event for %s "
                                 "was not signed ([trustpool_events] "
                                 "revocation_cert_file is not set): it "
                                 "removed the trust trait only", name)
                 continue
-            due = self.dampener.revoked(host)
+            if self.dampener.on_revocation \
+                    and self.dampener.runs(host).quarantined:
+                self._check_held(host)
+            due = self.dampener.revoked(host, event_id)
             if due is not None:
                 self._act(due, [name], event_id)
 
@@ -371,16 +470,35 @@ class Quarantine:
                     "trusted attestations in a row", due.host, reason,
                     self.dampener.trusted_passes)
 
+    def _check_held(self, host: str) -> None:
+        """Before a revocation of a host trustpool holds: is its service
+        still trustpool's? If someone else re-enabled it, the revocation
+        must quarantine it again. On a Nova failure, still held."""
+        try:
+            service = self._compute.compute_service(host)
+        except Exception:  # noqa: BLE001 - _act asks again if it must
+            return
+        if service is not None and not is_ours(service):
+            self._let_go(host, service)
+
+    def _let_go(self, host: str, service: Mapping[str, Any],
+                due: Due | None = None, nodes: list[str] | None = None
+                ) -> None:
+        """A held service someone else re-enabled or re-labelled: no
+        longer trustpool's; its runs start again."""
+        self.dampener.let_go(host)
+        how = ("re-enabled by someone else" if service.get("status")
+               != "disabled" else "disabled again by someone else "
+               f"(reason {service.get('disabled_reason')!r})")
+        self._not_done(host, Kind.RELEASE,
+                       due.trigger if due is not None else None, "skipped",
+                       f"{how} while quarantined: trustpool lets go of "
+                       "it and does not touch it", nodes or [host], None)
+
     def _release(self, due: Due, service: Mapping[str, Any],
                  nodes: list[str]) -> None:
         if not is_ours(service):
-            self.dampener.released(due.host)
-            how = ("re-enabled by someone else" if service.get("status")
-                   != "disabled" else "disabled again by someone else "
-                   f"(reason {service.get('disabled_reason')!r})")
-            self._not_done(due.host, due.kind, due.trigger, "skipped",
-                           f"{how} while quarantined: trustpool lets go of "
-                           "it and does not touch it", nodes, None)
+            self._let_go(due.host, service, due, nodes)
             return
         try:
             self._compute.enable_service(service["id"])
@@ -425,7 +543,8 @@ class Quarantine:
         self._write(event)
         self._tell("quarantine" if action == "disable" else "release")
 
-    def _not_done(self, host: str, kind: Kind, trigger: str, outcome: str,
+    def _not_done(self, host: str, kind: Kind, trigger: str | None,
+                  outcome: str,
                   why: str, nodes: list[str], event_id: str | None,
                   once: bool = False) -> None:
         action = "disable" if kind is Kind.QUARANTINE else "enable"
@@ -435,8 +554,8 @@ class Quarantine:
             self._told.add((host, kind))
         (LOG.error if outcome == "failed" else LOG.warning)(
             "quarantine: did not %s nova-compute on %s (%s, due after %s): "
-            "%s", action, host, ", ".join(nodes), trigger.replace("_", " "),
-            why)
+            "%s", action, host, ", ".join(nodes),
+            (trigger or "a check of Nova").replace("_", " "), why)
         event = events.quarantine_skipped_event(
             host=host, action=action, trigger=trigger, outcome=outcome,
             why=why, event_id=event_id, when=self._clock())
