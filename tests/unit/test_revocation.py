@@ -560,6 +560,48 @@ def test_events_by_service_host_need_nova_credentials_at_start_up(conf):
     assert "[trustpool_nova]" in str(err.value)
 
 
+class _CountingPlacement(_RecordingPlacement):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.ensured = 0
+        self.fail = fail
+
+    def ensure_trait(self, trait):
+        self.ensured += 1
+        if self.fail:
+            self.fail = False
+            raise ConnectionError("Placement is down")
+
+
+@pytest.mark.parametrize("down_at_start", [False, True],
+                         ids=["up", "down-at-start"])
+def test_the_trait_is_made_at_start_up_not_by_the_first_event(
+        conf, key, check, down_at_start, caplog):
+    """The first event's answer waits on no trait creation when Placement
+    was up at start-up; when it was down, the first event makes it."""
+    from trustpool.revocation import service
+    options.register_opts(conf)
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf.set_override("listen", f"127.0.0.1:{port}", options.GROUP)
+    conf.set_override("allow_plain_http", True, options.GROUP)
+    placement = _CountingPlacement(fail=down_at_start)
+    with caplog.at_level(logging.WARNING):
+        events = service.start(conf, placement)
+    try:
+        assert placement.ensured == 1
+        assert any("at start-up" in r.getMessage()
+                   for r in caplog.records) is down_at_start
+        events.handler.handle(read(ke.signed_body(key, "n1"), check))
+        assert placement.ensured == (2 if down_at_start else 1)
+        assert placement.writes == [("uuid-n1", "CUSTOM_TRUSTPOOL_TRUSTED",
+                                     False)]
+    finally:
+        events.stop()
+
+
 def test_the_trust_lost_event_is_one_the_compliance_report_reads(
         conf, key, check, caplog):
     """One schema (trustpool.events) between the receiver that writes the

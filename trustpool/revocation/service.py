@@ -98,6 +98,7 @@ def start(conf: cfg.ConfigOpts, placement: PlacementAPI,
     ledger = Ledger()
     handler = RevocationHandler(conf, placement, ledger, agents, trait,
                                 compute, on_revoked)
+    handler.prepare()
     limits = Limits(group.max_body_bytes, group.request_timeout,
                     group.max_connections)
     try:
