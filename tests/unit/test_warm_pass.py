@@ -14,11 +14,13 @@ or from an answer fetched for that very call.
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trustpool.attestation import AttestationClient, TrustLevel
+from trustpool.attestation import AttestationClient, HostReport, TrustLevel
 
 from tests.support.clock import Clock
 from tests.unit.test_client import ScriptedBackend
@@ -111,3 +113,68 @@ def test_the_warm_pass_answers_as_the_general_path(steps, refresh_ahead):
             arrived, level = latest[name]
             assert level is T and fast.clock.now < arrived + TTL, (
                 name, latest[name], fast.clock.now)
+
+
+class _Switching(ScriptedBackend):
+    """Every host at :attr:`level`, each answer a little slow. Once
+    :attr:`armed`, the next call reads its level, then waits at
+    :attr:`gate`: an answer that says trusted is in flight while the test
+    switches."""
+
+    level = T
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.armed = threading.Event()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def attest(self, hostnames):
+        level = self.level
+        if self.armed.is_set() and not self.entered.is_set():
+            self.entered.set()
+            self.gate.wait(10)
+        time.sleep(0.002)
+        return {n: HostReport(n, level, self.name, "switching")
+                for n in hostnames}
+
+
+def test_no_trusted_warm_pass_after_an_invalidate_with_real_threads():
+    """Four threads ask the warm way while answers arrive, are refreshed
+    ahead and expire (real clock); with a trusted answer in flight, the
+    service turns every host untrusted and the cache is invalidated: no
+    call that started after that may find a host trusted."""
+    backend = _Switching()
+    client = AttestationClient(backend, ttl=0.3, refresh_ahead=0.1)
+    names = [f"node-{i}" for i in range(200)]
+    switched: list[float] = []
+    late_trust: list[float] = []
+    done = threading.Event()
+
+    def ask() -> None:
+        while not done.is_set():
+            started = time.monotonic()
+            found = client.levels_in_order(names)
+            if switched and started > switched[0] and any(
+                    r is not None and r.level is T for r in found):
+                late_trust.append(started - switched[0])
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        backend.armed.set()
+        assert backend.entered.wait(10)
+        backend.level = U
+        client.invalidate()
+        switched.append(time.monotonic())
+        backend.gate.set()
+        time.sleep(0.5)
+    finally:
+        backend.gate.set()
+        done.set()
+        for thread in threads:
+            thread.join(10)
+        client.close()
+    assert not late_trust
