@@ -180,7 +180,8 @@ class BoundedServerMixIn:
         with self._connections_lock:
             running = list(self._connections.values())
         for thread in running:
-            thread.join(max(0.0, ends - time.monotonic()))
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, ends - time.monotonic()))
         self.server_close()  # type: ignore[attr-defined]
         if self._serving is not None:
             self._serving.join(5)
