@@ -44,6 +44,9 @@ LOG = logging.getLogger(__name__)
 _Socket = socket.socket
 #: seconds between two log lines about refused connections
 _REFUSAL_LOG_INTERVAL = 10.0
+#: seconds :meth:`BoundedServerMixIn.stop` waits, in all, for connection
+#: threads still running after their sockets were cut
+_STOP_WAIT = 5.0
 
 
 class BoundedServerMixIn:
@@ -77,6 +80,11 @@ class BoundedServerMixIn:
         self.request_queue_size = max(16, 2 * max_connections)
         self._refusals = _RefusalLog()
         self._serving: threading.Thread | None = None
+        #: the connection threads running, by watchdog token (not found by
+        #: current_thread(): under eventlet's monkey-patching it need not
+        #: be the object started); stop() waits for them
+        self._connections: dict[int, threading.Thread] = {}
+        self._connections_lock = threading.Lock()
         super().__init__(*args, **kwargs)
         self._watchdog = _Watchdog(f"{self.thread_name}-watchdog")
 
@@ -100,11 +108,16 @@ class BoundedServerMixIn:
             self.refused(client_address)
             return
         token = self._watchdog.watch(request, self.deadline)
+        thread = threading.Thread(
+            target=self._serve_one, args=(request, client_address, token),
+            name=f"{self.thread_name}-connection", daemon=True)
         try:
-            threading.Thread(
-                target=self._serve_one, args=(request, client_address, token),
-                name=f"{self.thread_name}-connection", daemon=True).start()
+            with self._connections_lock:
+                self._connections[token] = thread
+            thread.start()
         except BaseException:
+            with self._connections_lock:
+                self._connections.pop(token, None)
             self._watchdog.forget(token)
             self._slots.release()
             raise
@@ -129,6 +142,8 @@ class BoundedServerMixIn:
             self._watchdog.forget(token)
             self.shutdown_request(request)  # type: ignore[attr-defined]
             self._slots.release()
+            with self._connections_lock:
+                self._connections.pop(token, None)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A failed handshake, a reset, a cut connection: its type only
@@ -151,10 +166,22 @@ class BoundedServerMixIn:
         self._serving.start()
 
     def stop(self) -> None:
-        """Stop accepting, cut every connection still open, close."""
+        """Stop accepting, cut every connection still open, wait (at most
+        :data:`_STOP_WAIT` seconds) for their threads to end, close.
+
+        The wait: a thread cut in the middle of its handler runs on until
+        the handler returns, and the caller closes what handlers use
+        right after this (the event service, its handler).
+        """
         if self._serving is not None:
             self.shutdown()  # type: ignore[attr-defined]
         self._watchdog.stop()
+        ends = time.monotonic() + _STOP_WAIT
+        with self._connections_lock:
+            running = list(self._connections.values())
+        for thread in running:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, ends - time.monotonic()))
         self.server_close()  # type: ignore[attr-defined]
         if self._serving is not None:
             self._serving.join(5)

@@ -40,6 +40,8 @@ class Running:
     request: bytes
     answer: bytes
     tls: ssl.SSLContext | None
+    #: stops the listener (the fixture stops it again at the end)
+    stop: Callable[[], None] = lambda: None
 
     def raw(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port),
@@ -113,7 +115,7 @@ def start(conf, pki, monkeypatch) -> Iterator[Callable[..., Running]]:
                     ServiceMetrics().registry))
             stops.append(served.close)
             return Running(kind, port, b"GET /metrics HTTP/1.0\r\n\r\n",
-                           b"HTTP/1.0 200", None)
+                           b"HTTP/1.0 200", None, served.close)
         options.register_opts(conf)
         for name, value in {"listen": f"127.0.0.1:{port}",
                             "cert_file": str(pki["server"].cert),
@@ -128,7 +130,7 @@ def start(conf, pki, monkeypatch) -> Iterator[Callable[..., Running]]:
                        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2"
                        b"\r\n\r\n{}", b"HTTP/1.1 400",
                        ssl.create_default_context(
-                           cafile=str(pki["ca"].cert_path)))
+                           cafile=str(pki["ca"].cert_path)), service.stop)
 
     yield _start
     for stop in reversed(stops):
@@ -319,3 +321,38 @@ def test_the_watchdog_outlives_a_socket_it_cannot_cut():
         watchdog.stop()
         ours.close()
         peer.close()
+
+
+def test_stop_returns_once_the_connection_threads_have_ended(start):
+    """stop() with connections open: every connection is cut, and stop()
+    returns only once their threads have ended (boundedly), so that no
+    request is still being handled after the service stopped (the event
+    service closes its handler right after). A connection thread inside
+    the application when stop() came ran on after stop() returned."""
+    inside, ended = threading.Event(), threading.Event()
+
+    def slow(environ, start_response):
+        inside.set()
+        time.sleep(0.5)
+        ended.set()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"late\n"]
+
+    running = start("metrics", max_connections=4, deadline=60.0, app=slow)
+    before = _threads()
+    busy = running.raw()
+    busy.sendall(running.request)
+    held = _hold_the_slot(running)
+    silent = running.raw()
+    try:
+        assert inside.wait(BUDGET)
+        running.stop()
+        assert ended.is_set(), "stop() returned while a request ran"
+        left = [t.name for t in _threads() - before if t.is_alive()]
+        assert not left, left
+        for sock in (busy, held, silent):
+            sock.settimeout(BUDGET)
+            assert _closed_by_server(sock)
+    finally:
+        for sock in (busy, held, silent):
+            sock.close()
