@@ -602,6 +602,28 @@ def test_the_trait_is_made_at_start_up_not_by_the_first_event(
         events.stop()
 
 
+def test_a_replayed_signed_message_never_quarantines_again(conf, key,
+                                                           check):
+    """One captured signed revocation must not quarantine a host again
+    and again (after each release): quarantine is told of a signed
+    message once; a replay still removes the trait (always safe), and a
+    new message (another event time) counts again."""
+    told = []
+    placement = _RecordingPlacement()
+    handler = RevocationHandler(
+        conf, placement, Ledger(), AgentIds(conf), "CUSTOM_T",
+        on_revoked=lambda host, event_id, signed, kind: told.append(
+            (host, signed)))
+    first = ke.signed_body(key, "n1", event_time="Tue Dec  1 10:00:00 2026")
+    handler.handle(read(first, check))
+    handler.handle(read(first, check))  # the same bytes again: a replay
+    handler.handle(read(ke.signed_body(
+        key, "n1", event_time="Tue Dec  1 10:05:00 2026"), check))
+    assert told == [("n1", True), ("n1", False), ("n1", True)]
+    assert len(placement.writes) == 3  # every one removed the trait
+    handler.close()
+
+
 def test_the_trust_lost_event_is_one_the_compliance_report_reads(
         conf, key, check, caplog):
     """One schema (trustpool.events) between the receiver that writes the

@@ -20,6 +20,7 @@ that list.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import logging
@@ -47,6 +48,8 @@ _AUDIT = logging.getLogger(AUDIT_LOGGER)
 SCHEMA_VERSION = 1
 #: hosts whose instance list may wait for the Nova worker at once
 _NOVA_QUEUE = 256
+#: signed messages remembered, so that a replay cannot quarantine again
+_SEEN = 4096
 
 
 class RevocationHandler:
@@ -61,6 +64,11 @@ class RevocationHandler:
         #: told (host, event id, signed, kind) after each removal: the
         #: quarantine queues its action and returns at once
         self._on_revoked = on_revoked
+        #: digests of signed messages already handed to quarantine, oldest
+        #: first (bounded; lost on restart, like the dampening state)
+        self._seen: collections.OrderedDict[str, None] = \
+            collections.OrderedDict()
+        self._seen_lock = threading.Lock()
         self._placement = placement
         self.ledger = ledger
         self._agents = agents
@@ -116,11 +124,35 @@ class RevocationHandler:
         answer (the removal is done)."""
         if self._on_revoked is None:
             return
+        signed = note.signed
+        if signed and note.digest and self._replayed(host, note.digest):
+            # the trait went again (always safe); quarantine is asked only
+            # once per signed message: one captured message must not
+            # quarantine a host again and again, e.g. after its release
+            LOG.warning("revocation event (%s, %s) for %s: this signed "
+                        "message was handled before (a replay, or the "
+                        "verifier retrying one that was done); the trait "
+                        "is removed, quarantine is not asked again",
+                        note.kind, note.event_id or "no event id", host)
+            signed = False
         try:
-            self._on_revoked(host, note.event_id, note.signed, note.kind)
+            self._on_revoked(host, note.event_id, signed, note.kind)
         except Exception as exc:  # noqa: BLE001 - the removal is done
             LOG.error("could not hand the revocation of %s to quarantine "
                       "(%s)", host, type(exc).__name__)
+
+    def _replayed(self, host: str, digest: str) -> bool:
+        """Whether this signed message was already handed on for ``host``;
+        remembers it when not."""
+        key = f"{host}\0{digest}"
+        with self._seen_lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return True
+            self._seen[key] = None
+            while len(self._seen) > _SEEN:
+                self._seen.popitem(last=False)
+            return False
 
     def _carriers(self, host: str) -> list[dict[str, Any]]:
         """The providers of ``host``'s compute nodes that carry the trait.

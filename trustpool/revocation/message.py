@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import json
 import re
 from typing import Any
@@ -76,6 +77,9 @@ class Notification:
     context: Any
     verifier_time: str | None
     signed: bool
+    #: SHA-256 of the msg bytes: the same signed message seen twice is a
+    #: replay (or a retry of one already done), never a second revocation
+    digest: str = dataclasses.field(default="", compare=False)
 
 
 class SignatureCheck:
@@ -190,7 +194,8 @@ def _message(raw: bytes, signed: bool) -> Notification:
                         event_id=fields["event_id"],
                         severity=fields["severity_label"],
                         context=_context(context),
-                        verifier_time=fields["event_time"], signed=signed)
+                        verifier_time=fields["event_time"], signed=signed,
+                        digest=hashlib.sha256(raw).hexdigest())
 
 
 def _printable(text: str, limit: int = _FIELD) -> str:
