@@ -233,8 +233,9 @@ class AttestationClient:
                     return fast  # type: ignore[return-value]
             if _all_str(hostnames):
                 # the cold pass: the same, in C ("" is never a key)
-                reports = self.levels(filter(None, hostnames))
-                return list(map(reports.get, hostnames))
+                names = cast("Sequence[str]", hostnames)  # checked
+                reports = self.levels(filter(None, names))
+                return list(map(reports.get, names))
             reports = self.levels(n for n in hostnames
                                   if isinstance(n, str) and n)
             return [reports.get(n) if isinstance(n, str) and n else None
