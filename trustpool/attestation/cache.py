@@ -63,8 +63,6 @@ class ReportCache:
             whole = self._all_after(names, now)
             if whole is not None:
                 return whole, missing
-            if self._reports.keys().isdisjoint(names):
-                return found, list(names)  # none cached: a cold pass
             report_of = self._reports.get
             deadline_of = self._deadlines.get
             for name in names:
@@ -92,8 +90,6 @@ class ReportCache:
             whole = self._all_after(names, edge if edge > now else now)
             if whole is not None:
                 return whole, missing, due
-            if self._reports.keys().isdisjoint(names):
-                return found, list(names), due  # none cached: a cold pass
             report_of = self._reports.get
             deadline_of = self._deadlines.get
             for name in names:

@@ -35,11 +35,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import filterfalse, repeat
 from typing import Any, cast
 
 from trustpool.attestation.backends import AttestationBackend
@@ -231,11 +229,6 @@ class AttestationClient:
                 if fast is not None:
                     self.stats.cache_hits += len(fast)
                     return fast  # type: ignore[return-value]
-            if _all_str(hostnames):
-                # the cold pass: the same, in C ("" is never a key)
-                names = cast("Sequence[str]", hostnames)  # checked
-                reports = self.levels(filter(None, names))
-                return list(map(reports.get, names))
             reports = self.levels(n for n in hostnames
                                   if isinstance(n, str) and n)
             return [reports.get(n) if isinstance(n, str) and n else None
@@ -475,8 +468,6 @@ class AttestationClient:
                 f"{type(result).__name__}, not a dict", "malformed")
         asked = set(chunk)
         redacting = bool(self.redact)
-        if self._plainly_right(result, asked, redacting):
-            return result
         # a backend gives most hosts one of a few reasons: each distinct
         # reason is masked and bounded once, not once per host
         reasons: dict[str, str] = {}
@@ -506,31 +497,6 @@ class AttestationClient:
                     report = report._replace(reason=safe)
             answered[name] = report
         return answered
-
-    def _plainly_right(self, result: dict[Any, Any], asked: set[str],
-                       redacting: bool) -> bool:
-        """Whether ``result`` passes every test of :meth:`_exchange` as
-        it is, no report to replace: the same tests, made by loops in C
-        over the whole answer (a 10,000-host answer is checked while the
-        scheduler waits). ``False`` sends it through the loop, which
-        refuses it or replaces what must be.
-        """
-        reports = result.values()
-        if set(map(type, reports)) - _HOST_REPORT or \
-                set(map(type, result)) - _STR or \
-                not asked.issuperset(result):
-            return False
-        hostnames = list(map(_HOSTNAME, reports))
-        if set(map(type, hostnames)) - _STR or \
-                not all(map(operator.eq, hostnames, result)):
-            return False
-        if set(map(type, map(_LEVEL, reports))) - _TRUST_LEVEL or \
-                set(map(type, map(_REASON, reports))) - _STR:
-            return False
-        # each distinct reason masked and bounded once, as the loop does
-        return not any(len(reason) > _MAX_REASON or (
-            redacting and _bounded(self.redact(reason)) is not reason)
-            for reason in set(map(_REASON, reports)))
 
     def _attest_within_deadline(self, names: list[str]
                                 ) -> dict[str, HostReport]:
@@ -587,13 +553,12 @@ class AttestationClient:
         contract check kept to those asked), ``unknown`` for the others."""
         reports = dict(zip(names, map(answered.get, names), strict=True))
         if len(answered) < len(reports):
-            # in C: thousands of hosts go unmentioned in a typical answer
-            # (a PollHosts server leaves out those it does not know)
-            unmentioned = list(filterfalse(answered.__contains__, names))
-            reports.update(zip(unmentioned, map(_new_report, zip(
-                unmentioned, repeat(TrustLevel.UNKNOWN),
-                repeat(self.backend.name), repeat(_NOT_MENTIONED),
-                repeat(None))), strict=True))
+            backend = self.backend.name
+            for name, report in reports.items():
+                if report is None:
+                    reports[name] = _new_report((
+                        name, TrustLevel.UNKNOWN, backend, _NOT_MENTIONED,
+                        None))
         return reports  # type: ignore[return-value]
 
     def _failed(self, names: list[str], failure: _Failure,
@@ -677,19 +642,12 @@ class AttestationClient:
 _new_report = functools.partial(tuple.__new__, HostReport)
 
 
-_HOST_REPORT = frozenset((HostReport,))
-_TRUST_LEVEL = frozenset((TrustLevel,))
-_HOSTNAME = operator.attrgetter("hostname")
-_LEVEL = operator.attrgetter("level")
-_REASON = operator.attrgetter("reason")
-
-
 def _all_str(values: Sequence[Any]) -> bool:
     """Whether every value is exactly a ``str`` (a loop in C)."""
     return not set(map(type, values)).difference(_STR)
 
 
-_STR = frozenset((str,))
+_STR = (str,)
 
 
 def _cause_of(exc: BaseException) -> Cause:
