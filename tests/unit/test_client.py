@@ -641,3 +641,54 @@ def test_levels_in_order_checks_age(clock):
     # no server time: unknown with an age limit, cached or not
     assert client.levels_in_order(["a"])[0].level is K
     assert client.levels_in_order(["a"])[0].level is K
+
+
+def test_levels_in_order_of_strings_only_answers_as_levels(clock):
+    """Every name a string (the filter's usual list): the path in C."""
+    backend = ScriptedBackend({"a": T, "b": U})
+    client = make(backend, clock)
+    found = client.levels_in_order(["a", "", "b", "a", "x"])
+    assert [r and r.level for r in found] == [T, None, U, T, K]
+    assert backend.calls == [["a", "b", "x"]]
+
+
+def _large_answer(size: int = 50) -> dict[str, HostReport]:
+    return {f"h{i}": HostReport(f"h{i}", T, "s", "fine") for i in range(size)}
+
+
+@pytest.mark.parametrize("spoil", [
+    pytest.param(lambda a: a.update(h7=a["h8"]), id="another-hosts-report"),
+    pytest.param(lambda a: a.update(h7=a["h7"]._replace(level="trusted")),
+                 id="a-string-for-a-level"),
+    pytest.param(lambda a: a.update(h7=a["h7"]._replace(reason=None)),
+                 id="no-reason"),
+    pytest.param(lambda a: a.update(h7=tuple(a["h7"])), id="a-plain-tuple"),
+    pytest.param(lambda a: a.update(x=HostReport("x", T, "s", "fine")),
+                 id="a-host-not-asked-about"),
+])
+def test_one_bad_report_spoils_a_large_answer(clock, spoil):
+    """The contract is checked over the whole answer at once (loops in
+    C); one bad report among many still spoils every one."""
+    answer = _large_answer()
+    spoil(answer)
+    backend = ScriptedBackend()
+    backend.attest = lambda names: answer
+    reports = make(backend, clock).levels([f"h{i}" for i in range(50)])
+    assert {r.level for r in reports.values()} == {K}
+    assert all("not asked about" in r.reason or "without a trust level"
+               in r.reason for r in reports.values())
+
+
+@pytest.mark.parametrize("reason", ["echo s3cr3t-blob-42", "x" * 10_000])
+def test_reasons_of_a_large_answer_are_masked_and_bounded(clock, reason):
+    answer = _large_answer()
+    answer["h3"] = answer["h3"]._replace(reason=reason)
+    backend = ScriptedBackend()
+    if "s3cr3t" in reason:  # else nothing to mask: bounding alone
+        backend.secrets = ("s3cr3t-blob-42",)
+    backend.attest = lambda names: answer
+    reports = make(backend, clock).levels([f"h{i}" for i in range(50)])
+    assert {r.level for r in reports.values()} == {T}
+    assert "s3cr3t" not in reports["h3"].reason
+    assert len(reports["h3"].reason) < 10_000
+    assert reports["h5"].reason == "fine"
