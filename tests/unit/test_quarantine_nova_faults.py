@@ -70,7 +70,8 @@ class FakeNova:
             def do_PUT(self) -> None:  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length))
-                sid = self.path.rsplit("/", 1)[-1]
+                # one path segment, decoded as a real Nova's router does
+                sid = urllib.parse.unquote(self.path.rsplit("/", 1)[-1])
                 fake.puts.append((sid, body))
                 for record in fake.services:
                     if record.get("id") == sid:
@@ -285,3 +286,23 @@ def test_a_nova_that_never_answers_blocks_no_pass_and_no_stop(qconf,
     assert not q._thread.is_alive()
     failed = [e for e in audit() if e.get("outcome") == "failed"]
     assert failed and all(e["host"] == "c1" for e in failed)
+
+
+def test_a_service_id_is_one_path_segment(qconf, nova, audit):
+    """An id with path characters (a Nova or proxy answering oddly) is
+    sent as one quoted segment of /os-services/{id}: the PUT can address
+    no other resource of the Nova API."""
+    fake = nova([service("cmp1", "../servers/x?y=1#z")])
+    seen: list[str] = []
+    handler = fake.server.RequestHandlerClass
+    original = handler.do_PUT
+
+    def record(self) -> None:
+        seen.append(self.path)
+        original(self)
+
+    handler.do_PUT = record
+    q = Quarantine(qconf, fake.compute())
+    q.scan()
+    q.after_pass_now(untrusted("cmp1"))
+    assert seen == ["/v2.1/os-services/..%2Fservers%2Fx%3Fy%3D1%23z"]

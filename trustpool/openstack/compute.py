@@ -188,12 +188,12 @@ class ComputeAPI:
         return [s for s in services if isinstance(s, dict)]
 
     def disable_service(self, service_id: str, reason: str) -> None:
-        self._call("PUT", f"/os-services/{service_id}",
+        self._call("PUT", _service_url(service_id),
                    json={"status": "disabled", "disabled_reason": reason})
 
     def enable_service(self, service_id: str) -> None:
         """Enable a service; Nova clears its disabled_reason."""
-        self._call("PUT", f"/os-services/{service_id}",
+        self._call("PUT", _service_url(service_id),
                    json={"status": "enabled"})
 
     def _get(self, url: str) -> dict[str, Any]:
@@ -249,3 +249,10 @@ def _compute_node(record: Any) -> ComputeNode:
                            "or a service host")
     return ComputeNode(uuid=uuid, hypervisor_hostname=name,
                        service_host=host)
+
+
+def _service_url(service_id: str) -> str:
+    """``/os-services/{id}`` with the id as one quoted path segment: an
+    id as Nova (or whatever answered for it) sent it can name no other
+    resource of the API."""
+    return f"/os-services/{urllib.parse.quote(str(service_id), safe='')}"
