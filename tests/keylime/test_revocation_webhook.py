@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -45,6 +43,7 @@ from trustpool.conf import make_client
 from tests.keylime.stack import PCR
 from tests.keylime.test_keylime_stack import configure, keylime_options
 from tests.support import leakcheck
+from tests.support.processes import stop_group
 
 HOST = "compute-tpm-1"
 TRAIT = "CUSTOM_TRUSTPOOL_TRUSTED"
@@ -99,13 +98,7 @@ class Service:
             f"{self.path.stem} exited:\n{self.log()[-3000:]}"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc)
 
 
 def config(stack, placement, trait: str, listen: str | None = None,

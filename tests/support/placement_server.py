@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import uuid as uuidlib
 from typing import Any
 
 import requests
+
+from tests.support.processes import stop_group
 
 HEADERS = {"X-Auth-Token": "admin",
            "OpenStack-API-Version": "placement 1.18",
@@ -82,13 +83,7 @@ sqlite_synchronous = False
         raise RuntimeError("Placement did not start in 60 s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc)
 
     # -- admin helpers for tests ------------------------------------------
 

@@ -7,7 +7,6 @@ action not done is an audit event, a metric and a log line."""
 from __future__ import annotations
 
 import json
-import logging
 import uuid as uuidlib
 
 import pytest
@@ -200,17 +199,6 @@ def qconf(conf):
     conf.set_override("trusted_passes", 2, options.GROUP)
     conf.set_override("host_attribute", "host", "trusted_computing")
     return conf
-
-
-@pytest.fixture
-def audit(caplog):
-    caplog.set_level(logging.DEBUG)
-
-    def read():
-        return [json.loads(r.getMessage()) for r in caplog.records
-                if r.name == events.AUDIT_LOGGER]
-
-    return read
 
 
 def verdicts(**levels):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import logging
 import threading
 import urllib.parse
 from typing import Any
@@ -126,17 +125,6 @@ def qconf(conf):
     conf.set_override("trusted_passes", 1, options.GROUP)
     conf.set_override("host_attribute", "host", "trusted_computing")
     return conf
-
-
-@pytest.fixture
-def audit(caplog):
-    caplog.set_level(logging.DEBUG)
-
-    def read() -> list[dict]:
-        return [json.loads(r.getMessage()) for r in caplog.records
-                if r.name == events.AUDIT_LOGGER]
-
-    return read
 
 
 def untrusted(*hosts: str) -> dict[str, HostReport]:
