@@ -131,8 +131,10 @@ class TrustedFilter(filters.BaseHostFilter):
         else:
             passed = _passing(hosts, found, level)
         if self._audit_on:
-            reports = {n: r for n, r in zip(names, found, strict=True)
-                       if r is not None and n is not None}
+            # a name has no report only where it is not a name: in C
+            pairs: Any = zip(names, found, strict=True)
+            reports: dict[str, HostReport] = dict(itertools.compress(
+                pairs, map(operator.is_not, found, itertools.repeat(None))))
             self._audit(spec_obj, wanted, True, hosts, names, reports, passed)
         return passed
 

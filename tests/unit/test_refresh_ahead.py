@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from trustpool.attestation import AttestationClient, TrustLevel
+from trustpool.exceptions import AttestationError
 
 from tests.support.clock import Clock
 from tests.unit.test_client import (
@@ -246,3 +247,36 @@ def test_close_between_the_check_and_the_start_starts_no_refresh(clock):
     assert client.level("a").level is T      # still within its TTL
     assert client._ahead is None
     assert len(backend.calls) == 1
+
+
+def test_the_warm_pass_in_order_refreshes_what_is_due(clock):
+    """The scheduler's warm pass (answers in order, no dictionary built)
+    answers from the cache inside the refresh window too, and starts the
+    refresh of the names due there; a name not due is not asked about."""
+    backend = ScriptedBackend({"a": T, "b": T, "c": T})
+    client = make(backend, clock)
+    client.levels(["a", "b"])
+    clock.advance(TTL - LEAD - 1)
+    client.level("c")                        # c is due a second later
+    clock.advance(1.5)                       # a, b due; c not yet
+    calls = len(backend.calls)
+    found = client.levels_in_order(["a", "b", "c", "a"])
+    assert [r.hostname for r in found] == ["a", "b", "c", "a"]
+    settle(client)
+    assert [sorted(call) for call in backend.calls[calls:]] == [["a", "b"]]
+    assert client.stats.refreshes_ahead == 1
+
+
+def test_the_warm_pass_in_order_never_outlives_a_failed_refresh(clock):
+    """A refresh ahead that fails leaves each answer its own deadline:
+    from it on, the warm pass finds the hosts unknown."""
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    client.level("a")
+    clock.advance(TTL - 1)
+    backend.error = AttestationError("down", "connect")
+    assert client.levels_in_order(["a"])[0].level is T
+    settle(client)
+    assert client.stats.failures == 1
+    clock.advance(1)                         # the answer's own deadline
+    assert client.levels_in_order(["a"])[0].level is K

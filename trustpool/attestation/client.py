@@ -35,9 +35,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import filterfalse, repeat
 from typing import Any, cast
 
 from trustpool.attestation.backends import AttestationBackend
@@ -220,15 +222,27 @@ class AttestationClient:
         candidate). Never raises.
         """
         try:
-            if self.max_report_age <= 0 and _all_str(hostnames):
+            plain = _all_str(hostnames) and "" not in hostnames
+            if plain and self.max_report_age <= 0:
                 now = self._clock()
-                edge = now + max(self.refresh_ahead, 0.0)
-                fast = self._cache.reports_in_order(
-                    cast("Sequence[str]", hostnames),  # all str: checked
-                    edge if edge > now else now)
-                if fast is not None:
+                hit = self._cache.in_order(
+                    cast("Sequence[str]", hostnames), now)  # checked
+                if hit is not None:
+                    fast, earliest = hit
                     self.stats.cache_hits += len(fast)
+                    ahead = self.refresh_ahead
+                    if ahead > 0 and not earliest > now + ahead:
+                        # some answers are due: the refresh thread asks
+                        # again about those of these names that are (it
+                        # looks them up itself); this pass is answered now
+                        self._refresh_in_background(
+                            cast("list[str]", hostnames))
                     return fast  # type: ignore[return-value]
+            if plain:
+                # every entry a name: the answer in order, in C
+                names = cast("list[str]", hostnames)  # checked
+                reports = self.levels(names)
+                return list(map(reports.get, names))
             reports = self.levels(n for n in hostnames
                                   if isinstance(n, str) and n)
             return [reports.get(n) if isinstance(n, str) and n else None
@@ -460,43 +474,61 @@ class AttestationClient:
     def _exchange(self, chunk: list[str]) -> dict[str, HostReport]:
         """The backend's answer for ``chunk``, checked against the
         contract; raises on anything the contract forbids."""
-        answered: dict[str, HostReport] = {}
         result = self._attest_within_deadline(chunk)
         if not isinstance(result, dict):
             raise AttestationError(
                 f"backend {self._backend_name()} answered with a "
                 f"{type(result).__name__}, not a dict", "malformed")
         asked = set(chunk)
-        redacting = bool(self.redact)
-        # a backend gives most hosts one of a few reasons: each distinct
-        # reason is masked and bounded once, not once per host
-        reasons: dict[str, str] = {}
+        reports = list(result.values())
+        # The contract, checked in C for the whole answer (the common case:
+        # one answer of thousands of hosts, taken in while the scheduler's
+        # other threads wait for the GIL); anything it refuses goes through
+        # :meth:`_refuse`, which names the first offence. Each test runs
+        # only once the ones before it hold (the attributes exist only on
+        # a HostReport).
+        reasons: list[Any] = []
+        if not (asked.issuperset(result)
+                and not set(map(type, reports)).difference(_HOST_REPORT)
+                and list(map(_HOSTNAME, reports)) == list(result)
+                and not set(map(type, map(_LEVEL, reports))).difference(
+                    _TRUST_LEVEL)
+                and all(map(isinstance, reasons := list(map(
+                    _REASON, reports)), repeat(str)))):
+            self._refuse(result, asked)
+        answered = dict(result)
+        if self.redact or (reasons and max(map(len, reasons)) > _MAX_REASON):
+            # a reason can quote the answer, and the answer can quote
+            # anything, a secret included; a backend gives most hosts one
+            # of a few reasons: each distinct one is masked and bounded once
+            safe = {reason: _bounded(self.redact(reason))
+                    for reason in set(reasons)}
+            for name, report in result.items():
+                masked = safe[report.reason]
+                if masked is not report.reason:
+                    answered[name] = report._replace(reason=masked)
+        return answered
+
+    def _refuse(self, result: dict[Any, Any], asked: set[str]) -> None:
+        """Raise for the first entry of ``result`` the backend contract
+        forbids; a client that acted on it would let one host's answer
+        stand for another's, or a look-alike string stand for a level."""
         for name, report in result.items():
-            # The backend contract forbids anything else; a client that
-            # acted on it would let one host's answer stand for
-            # another's, or a look-alike string stand for a level.
             if name not in asked or type(report) is not HostReport \
                     or report.hostname != name:
                 raise AttestationError(
                     f"backend {self._backend_name()} answered for "
                     f"{str(name)[:80]!r}, which was not asked about",
                     "malformed")
-            reason = report.reason
             if type(report.level) is not TrustLevel or \
-                    not isinstance(reason, str):
+                    not isinstance(report.reason, str):
                 raise AttestationError(
                     f"backend {self._backend_name()} gave {name!r} a "
                     "report without a trust level", "malformed")
-            if redacting or len(reason) > _MAX_REASON:
-                # a reason can quote the answer, and the answer can
-                # quote anything, a secret included
-                safe = reasons.get(reason)
-                if safe is None:
-                    safe = reasons[reason] = _bounded(self.redact(reason))
-                if safe is not reason:
-                    report = report._replace(reason=safe)
-            answered[name] = report
-        return answered
+        # the checks in C refused what this loop accepts: never used as is
+        raise AttestationError(
+            f"backend {self._backend_name()} gave an answer that breaks "
+            "the backend contract", "malformed")
 
     def _attest_within_deadline(self, names: list[str]
                                 ) -> dict[str, HostReport]:
@@ -553,12 +585,12 @@ class AttestationClient:
         contract check kept to those asked), ``unknown`` for the others."""
         reports = dict(zip(names, map(answered.get, names), strict=True))
         if len(answered) < len(reports):
-            backend = self.backend.name
-            for name, report in reports.items():
-                if report is None:
-                    reports[name] = _new_report((
-                        name, TrustLevel.UNKNOWN, backend, _NOT_MENTIONED,
-                        None))
+            absent = list(filterfalse(answered.__contains__, names))
+            unknown = zip(absent, repeat(TrustLevel.UNKNOWN),
+                          repeat(self.backend.name), repeat(_NOT_MENTIONED),
+                          repeat(None))
+            reports.update(zip(absent, map(_new_report, unknown),
+                               strict=True))
         return reports  # type: ignore[return-value]
 
     def _failed(self, names: list[str], failure: _Failure,
@@ -648,6 +680,11 @@ def _all_str(values: Sequence[Any]) -> bool:
 
 
 _STR = (str,)
+_HOST_REPORT = (HostReport,)
+_TRUST_LEVEL = (TrustLevel,)
+_HOSTNAME = operator.attrgetter("hostname")
+_LEVEL = operator.attrgetter("level")
+_REASON = operator.attrgetter("reason")
 
 
 def _cause_of(exc: BaseException) -> Cause:
