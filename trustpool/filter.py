@@ -119,9 +119,16 @@ class TrustedFilter(filters.BaseHostFilter):
             return []
         if self._trait is not None and wanted == TrustLevel.TRUSTED.value:
             self._check_trait(spec_obj)
-        found = self._client.levels_in_order(names)
         level = TrustLevel(wanted)
-        if LOG.isEnabledFor(logging.DEBUG):
+        debug = LOG.isEnabledFor(logging.DEBUG)
+        auditing = self._audit_on and decision_record.enabled()
+        if not (auditing or debug):
+            # the warm pass: the levels alone, no report made per host
+            return _passing(hosts, self._client.trust_in_order(names), level)
+        # a reason per rejected host for the log, a report per host for
+        # the record: both from one answer, the one the decision used
+        found = self._client.levels_in_order(names)
+        if debug:
             passed = []
             for host, name, report in zip(hosts, names, found, strict=True):
                 if report is not None and report.level is level:
@@ -129,8 +136,10 @@ class TrustedFilter(filters.BaseHostFilter):
                 else:
                     self._log_rejection(host, name, wanted, report)
         else:
-            passed = _passing(hosts, found, level)
-        if self._audit_on:
+            passed = _passing(hosts, list(map(
+                getattr, found, itertools.repeat("level"),
+                itertools.repeat(None))), level)
+        if auditing:
             # a name has no report only where it is not a name: in C
             pairs: Any = zip(names, found, strict=True)
             reports: dict[str, HostReport] = dict(itertools.compress(
@@ -216,19 +225,17 @@ class TrustedFilter(filters.BaseHostFilter):
                    "value": wanted, "valid": ", ".join(sorted(_VALID))})
 
 
-def _passing(hosts: list[Any], found: list[HostReport | None],
+def _passing(hosts: list[Any], found: list[TrustLevel | None],
              wanted: TrustLevel) -> list[Any]:
-    """The hosts whose report has exactly the ``wanted`` level.
+    """The hosts whose level is exactly the ``wanted`` one.
 
     The same test as the logging loop of :meth:`TrustedFilter._filter_all`,
-    in C for the warm pass: a host without a report (``None``) has no
-    level; the level must be the very member, so a look-alike string
+    in C for the warm pass: a host without a level (``None``) never
+    passes; the level must be the very member, so a look-alike string
     never passes.
     """
-    levels = map(getattr, found, itertools.repeat("level"),
-                 itertools.repeat(None))
     return list(itertools.compress(hosts, map(
-        operator.is_, levels, itertools.repeat(wanted))))
+        operator.is_, found, itertools.repeat(wanted))))
 
 
 def _send_audit_to(path: str) -> None:

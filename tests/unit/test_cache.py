@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trustpool.attestation import HostReport, TrustLevel
+from trustpool.attestation import Answer, HostReport, TrustLevel
 from trustpool.attestation.cache import ReportCache
 
 
@@ -10,8 +10,23 @@ def report(name):
     return HostReport(name, TrustLevel.TRUSTED, "t", "r")
 
 
+class Cache(ReportCache):
+    """The cache with reports in and out, as the tests write them."""
+
+    def store(self, reports, now, epoch=None):
+        super().store(Answer.of_reports(reports), now, epoch)
+
+    def lookup(self, names, now):
+        found, missing = super().lookup(names, now)
+        return found.reports(), missing
+
+    def lookup_ahead(self, names, now, within):
+        found, missing, due = super().lookup_ahead(names, now, within)
+        return found.reports(), missing, due
+
+
 def test_fresh_until_the_deadline():
-    cache = ReportCache(ttl=10, maxsize=100)
+    cache = Cache(ttl=10, maxsize=100)
     cache.store({"a": report("a"), "b": report("b")}, now=100.0)
     found, missing = cache.lookup(["a", "b", "c"], now=109.99)
     assert set(found) == {"a", "b"} and missing == ["c"]
@@ -20,14 +35,14 @@ def test_fresh_until_the_deadline():
 
 
 def test_ttl_zero_keeps_nothing():
-    cache = ReportCache(ttl=0, maxsize=100)
+    cache = Cache(ttl=0, maxsize=100)
     cache.store({"a": report("a")}, now=1.0)
     assert len(cache) == 0
     assert cache.lookup(["a"], now=1.0) == ({}, ["a"])
 
 
 def test_size_bound_drops_expired_first_then_oldest():
-    cache = ReportCache(ttl=10, maxsize=3)
+    cache = Cache(ttl=10, maxsize=3)
     cache.store({"old": report("old")}, now=0.0)         # expired at 10
     cache.store({"a": report("a"), "b": report("b")}, now=5.0)
     cache.store({"c": report("c")}, now=12.0)
@@ -40,7 +55,7 @@ def test_size_bound_drops_expired_first_then_oldest():
 
 
 def test_refreshed_entry_moves_to_the_young_end():
-    cache = ReportCache(ttl=100, maxsize=2)
+    cache = Cache(ttl=100, maxsize=2)
     cache.store({"a": report("a"), "b": report("b")}, now=0.0)
     cache.store({"a": report("a")}, now=1.0)
     cache.store({"c": report("c")}, now=2.0)
@@ -49,7 +64,7 @@ def test_refreshed_entry_moves_to_the_young_end():
 
 
 def test_in_order_only_when_every_name_is_fresh():
-    cache = ReportCache(ttl=10, maxsize=100)
+    cache = Cache(ttl=10, maxsize=100)
     cache.store({"a": report("a"), "b": report("b")}, now=100.0)
     cache.store({"c": report("c")}, now=105.0)
     assert cache.reports_in_order(["c", "a", "a"], 109.9) == [
@@ -71,14 +86,14 @@ def test_in_order_only_when_every_name_is_fresh():
 
 def test_no_deadline_no_entry():
     # a broken clock (NaN) gives no deadline that can be compared
-    cache = ReportCache(ttl=10, maxsize=100)
+    cache = Cache(ttl=10, maxsize=100)
     cache.store({"a": report("a")}, now=float("nan"))
     assert len(cache) == 0
     assert cache.lookup(["a"], 0.0) == ({}, ["a"])
 
 
 def test_an_answer_from_before_a_clear_is_not_kept():
-    cache = ReportCache(ttl=10, maxsize=100)
+    cache = Cache(ttl=10, maxsize=100)
     epoch = cache.epoch
     cache.clear()
     cache.store({"a": report("a")}, now=0.0, epoch=epoch)

@@ -51,8 +51,8 @@ def test_the_fast_reader_agrees_with_the_loop(answer):
     if expected is None:
         assert fast is None  # refused: the loop names the entry
     elif fast is not None:
-        assert fast == expected
-        assert list(fast) == list(expected)
+        assert fast.reports() == expected
+        assert list(fast.reports()) == list(expected)
     whole = None
     try:
         whole = parse_poll_hosts({"hosts": answer}, ASKED, "oat")
@@ -68,7 +68,8 @@ def test_the_common_answer_is_read_in_c():
               {"host_name": "c", "trust_lvl": "untrusted", "vtime": ""}]
     fast = _parse_common(answer, set(ASKED), "oat")
     assert fast is not None
-    assert [(r.hostname, r.level, r.vtime_text) for r in fast.values()] == [
+    assert [(r.hostname, r.level, r.vtime_text)
+            for r in fast.reports().values()] == [
         ("a", TrustLevel.TRUSTED, "t"), ("b", TrustLevel.UNKNOWN, None),
         ("c", TrustLevel.UNTRUSTED, None)]
     # a name twice, a stranger, an odd spelling: the loop decides

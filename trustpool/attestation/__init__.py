@@ -5,6 +5,7 @@ No module under this package imports Nova: the library can be used by any
 tool that needs to know which hosts an attestation service vouches for.
 """
 
+from trustpool.attestation.answer import Answer
 from trustpool.attestation.backends import AttestationBackend, load_backend
 from trustpool.attestation.client import AttestationClient, ClientStats
 from trustpool.attestation.model import EXTRA_SPEC, HostReport, TrustLevel
@@ -12,6 +13,7 @@ from trustpool.exceptions import AttestationError, ConfigurationError
 
 __all__ = [
     "EXTRA_SPEC",
+    "Answer",
     "AttestationBackend",
     "AttestationClient",
     "AttestationError",

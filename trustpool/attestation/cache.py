@@ -18,28 +18,30 @@ from __future__ import annotations
 import collections
 import operator
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from itertools import compress, repeat
 
-from trustpool.attestation.model import HostReport
+from trustpool.attestation.answer import Answer
+from trustpool.attestation.model import HostReport, TrustLevel
 
 __all__ = ["ReportCache"]
 
 
 class ReportCache:
-    """Thread-safe ``host name -> report`` map with a common TTL.
+    """Thread-safe ``host name -> answer`` map with a common TTL.
 
-    Reports and deadlines live in two dicts rather than one of
-    ``(deadline, report)`` pairs: a pair per host is one more object for
-    the garbage collector to track, and on a 10,000-host answer the
-    collections those allocations trigger (over a scheduler's whole heap)
-    cost more than the rest of storing it.
+    The answers live in an :class:`Answer` (a dictionary per field, no
+    object per host) and the deadlines in one more dictionary, rather than
+    a ``(deadline, report)`` pair per host: on a 10,000-host answer, the
+    objects a pair or a report per host would add are what the garbage
+    collector then tracks, over a scheduler's whole heap, for as long as
+    the answer is kept.
     """
 
     def __init__(self, ttl: float, maxsize: int) -> None:
         self.ttl = ttl
         self.maxsize = maxsize
-        self._reports: dict[str, HostReport] = {}
+        self._answer = Answer()
         self._deadlines: dict[str, float] = {}
         self._lock = threading.Lock()
         #: bumped by every store and clear: a caller that looked up before
@@ -50,36 +52,34 @@ class ReportCache:
         self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self._reports)
+        return len(self._deadlines)
 
     def lookup(self, names: Sequence[str], now: float
-               ) -> tuple[dict[str, HostReport], list[str]]:
-        """Split ``names`` into fresh reports and names that need asking.
+               ) -> tuple[Answer, list[str]]:
+        """Split ``names`` into fresh answers and names that need asking.
 
         ``names`` must be distinct (the client's are).
         """
         with self._lock:
-            whole = self._all_after(names, now)
-            if whole is not None:
-                return whole, []
+            if self._all_after(names, now):
+                return self._answer.select(names), []
             found, missing, _ = self._split(names, now, None)
         return found, missing
 
     def lookup_ahead(self, names: Sequence[str], now: float, within: float
-                     ) -> tuple[dict[str, HostReport], list[str], list[str]]:
+                     ) -> tuple[Answer, list[str], list[str]]:
         """:meth:`lookup`, and the fresh names whose answer expires within
         ``within`` seconds (due for a refresh ahead of time).
         """
         edge = now + within
         with self._lock:
-            whole = self._all_after(names, edge if edge > now else now)
-            if whole is not None:
-                return whole, [], []
+            if self._all_after(names, edge if edge > now else now):
+                return self._answer.select(names), [], []
             return self._split(names, now, edge)
 
     def _split(self, names: Sequence[str], now: float, edge: float | None
-               ) -> tuple[dict[str, HostReport], list[str], list[str]]:
-        """Fresh reports, names to ask, and (with ``edge``) the fresh names
+               ) -> tuple[Answer, list[str], list[str]]:
+        """Fresh answers, names to ask, and (with ``edge``) the fresh names
         whose deadline is not after ``edge``; the lock is held.
 
         Loops in C, not one in Python with two look-ups per host: a cold
@@ -92,9 +92,7 @@ class ReportCache:
         deadlines = list(map(self._deadlines.get, names, repeat(0.0)))
         fresh = list(map(operator.lt, repeat(now), deadlines))
         fresh_names = list(compress(names, fresh))
-        found = dict(zip(fresh_names,
-                         map(self._reports.__getitem__, fresh_names),
-                         strict=True))
+        found = self._answer.select(fresh_names)
         missing = list(compress(names, map(operator.not_, fresh)))
         due: list[str] = []
         if edge is not None and fresh_names:
@@ -102,100 +100,117 @@ class ReportCache:
                 operator.ge, repeat(edge), compress(deadlines, fresh))))
         return found, missing, due
 
+    def due(self, names: Sequence[str], now: float, within: float
+            ) -> list[str]:
+        """The names of ``names`` whose answer is fresh but expires within
+        ``within`` seconds: what a refresh ahead asks about."""
+        edge = now + within
+        with self._lock:
+            deadlines = list(map(self._deadlines.get, names, repeat(0.0)))
+        return list(compress(names, map(
+            operator.and_, map(operator.lt, repeat(now), deadlines),
+            map(operator.ge, repeat(edge), deadlines))))
+
     def reports_in_order(self, names: Sequence[str], edge: float
                          ) -> list[HostReport] | None:
         """The report of each of ``names``, in order, if every one is
         cached with a deadline after ``edge`` (``edge`` at least the
-        present), else ``None``: the warm pass, with no dictionary built.
-        """
-        found = self.in_order(names, edge)
-        return None if found is None else found[0]
-
-    def in_order(self, names: Sequence[str], now: float
-                 ) -> tuple[list[HostReport], float] | None:
-        """:meth:`reports_in_order`, with the earliest deadline among
-        ``names``: whether any is due for a refresh ahead is one more
-        comparison for the caller, not another pass over the names."""
+        present), else ``None``. Made on demand: for tools and tests, not
+        the warm pass (:meth:`levels_in_order`)."""
         with self._lock:
-            if not names or "" in self._reports:
+            if not names or "" in self._deadlines or \
+                    not self._all_after(names, edge):
+                return None
+            return self._answer.reports_in_order(
+                names)  # type: ignore[return-value]
+
+    def levels_in_order(self, names: Sequence[str], now: float
+                        ) -> tuple[list[TrustLevel], float] | None:
+        """The level of each of ``names``, in order, and the earliest of
+        their deadlines, if every one is cached with a deadline after
+        ``now``, else ``None``: the warm pass, two loops in C and no
+        object made per host. The earliest deadline tells the caller
+        whether any answer is due for a refresh ahead with one comparison.
+        """
+        with self._lock:
+            if not names or "" in self._deadlines:
                 return None
             try:
                 earliest = min(map(self._deadlines.__getitem__, names))
                 if not earliest > now:
                     return None
-                return list(map(self._reports.__getitem__, names)), earliest
+                return (list(map(self._answer.levels.__getitem__, names)),
+                        earliest)
             except KeyError:
                 return None
 
-    def _all_after(self, names: Sequence[str], edge: float
-                   ) -> dict[str, HostReport] | None:
-        """Every report of ``names`` if each is cached with a deadline
-        after ``edge``, else ``None``; the lock is held.
+    def _all_after(self, names: Sequence[str], edge: float) -> bool:
+        """Whether each of ``names`` is cached with a deadline after
+        ``edge``; the lock is held.
 
         The warm pass of a scheduler: every host cached, from a handful of
-        answers. Three loops in C (the earliest deadline, the reports, the
-        result) instead of one in Python with two look-ups per host: at
-        100,000 hosts the Python loop cost 4x more per host than at 1,000.
-        Exact, not a shortcut: stored deadlines are never NaN (see
+        answers. Exact, not a shortcut: stored deadlines are never NaN (see
         :meth:`store`), so ``min`` is the earliest, and ``edge`` is at
         least ``now``.
         """
         if not names:
-            return None
+            return False
         try:
-            earliest = min(map(self._deadlines.__getitem__, names))
-            if not earliest > edge:
-                return None
-            return dict(zip(names, map(self._reports.__getitem__, names),
-                            strict=True))
-        except KeyError:  # a name not cached: the loop sorts them out
-            return None
+            return bool(min(map(self._deadlines.__getitem__, names)) > edge)
+        except KeyError:  # a name not cached: the caller splits them
+            return False
 
-    def store(self, reports: Mapping[str, HostReport], now: float,
+    def store(self, answer: Answer, now: float,
               epoch: int | None = None) -> None:
-        """Keep ``reports`` until ``now + ttl``: one deadline per answer.
+        """Keep ``answer`` until ``now + ttl``: one deadline per answer.
 
         ``epoch`` is :attr:`epoch` read before the answer was asked for;
         if the cache was cleared since, the answer is from before the
         clear and is not kept.
         """
-        if self.ttl <= 0:
+        if self.ttl <= 0 or not len(answer):
             return
         deadline = now + self.ttl  # one float object shared by the answer
         if not deadline > now:
             # NaN (a broken clock) or an overflow: no deadline that can be
             # compared, so nothing is kept; the look-ups rely on it
             return
+        names = answer.levels
         with self._lock:
             if epoch is not None and epoch != self.epoch:
                 return
             self.generation += 1
-            stored, deadlines = self._reports, self._deadlines
-            if not stored.keys().isdisjoint(reports):
+            kept, deadlines = self._answer, self._deadlines
+            columns = (kept.levels, kept.reasons, kept.vtimes,
+                       kept.backends, deadlines)
+            if not deadlines.keys().isdisjoint(names):
                 # pop first so that dict order stays oldest-first (all in
                 # C: a 100,000-host refresh replaces 100,000 entries)
-                _drain(map(stored.pop, reports, repeat(None)))
-                _drain(map(deadlines.pop, reports, repeat(None)))
-            stored.update(reports)
-            deadlines.update(dict.fromkeys(reports, deadline))
-            if len(stored) > self.maxsize:
+                for column in columns:
+                    _drain(map(column.pop, names, repeat(None)))
+            kept.update(answer)
+            deadlines.update(dict.fromkeys(names, deadline))
+            if len(deadlines) > self.maxsize:
                 self._shrink(now)
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
             self.epoch += 1
-            self._reports.clear()
+            self._answer = Answer()
             self._deadlines.clear()
 
     def _shrink(self, now: float) -> None:
-        stored, deadlines = self._reports, self._deadlines
-        for name in [n for n, d in deadlines.items() if d <= now]:
-            del stored[name], deadlines[name]
-        excess = len(stored) - self.maxsize
+        deadlines = self._deadlines
+        expired = [n for n, d in deadlines.items() if d <= now]
+        excess = len(deadlines) - len(expired) - self.maxsize
         if excess > 0:
-            for name in list(stored)[:excess]:
-                del stored[name], deadlines[name]
+            stale = set(expired)
+            expired += [n for n in deadlines if n not in stale][:excess]
+        kept = self._answer
+        for column in (kept.levels, kept.reasons, kept.vtimes,
+                       kept.backends, deadlines):
+            _drain(map(column.pop, expired, repeat(None)))
 
 
 #: runs an iterator to its end in C, keeping nothing

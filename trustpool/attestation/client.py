@@ -33,15 +33,15 @@ cases:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import operator
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import filterfalse, repeat
 from typing import Any, cast
 
+from trustpool.attestation.answer import Answer
 from trustpool.attestation.backends import AttestationBackend
 from trustpool.attestation.cache import ReportCache
 from trustpool.attestation.model import MAX_CLOCK_SKEW, HostReport, TrustLevel
@@ -141,6 +141,10 @@ class AttestationClient:
                 f"the ttl ({ttl:g}s); [trusted_computing] refresh_ahead "
                 "uses a quarter of attestation_auth_timeout")
         self.backend = backend
+        #: the backend answers with an :class:`Answer` (no report per host:
+        #: trustpool's own readers), else with reports, as the contract of
+        #: :meth:`AttestationBackend.attest` has it
+        self._native = bool(getattr(backend, "answers_natively", False))
         #: see :data:`Observer`; may be set after construction. An observer
         #: that raises is ignored: measuring must not change an answer.
         self.observer = observer
@@ -186,73 +190,100 @@ class AttestationClient:
             self._log_unexpected("reading the host names", exc)
             return {}
         try:
-            return self._levels(names)
+            return self._levels(names).reports()
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
             reason = self._log_unexpected("attestation", exc)
             return {name: HostReport(name, TrustLevel.UNKNOWN,
                                      self._backend_name(), reason)
                     for name in names}
 
-    def _levels(self, names: list[str]) -> dict[str, HostReport]:
+    def _levels(self, names: list[str]) -> Answer:
         generation = self._cache.generation
         if self.refresh_ahead > 0:
-            reports, missing, due = self._cache.lookup_ahead(
+            answer, missing, due = self._cache.lookup_ahead(
                 names, self._clock(), self.refresh_ahead)
-            self.stats.cache_hits += len(reports)
+            self.stats.cache_hits += len(answer)
             if due:
                 self._refresh_in_background(due)
         else:
-            reports, missing = self._from_cache(names)
+            answer, missing = self._from_cache(names)
         if missing:
-            reports.update(self._fetch(missing, generation, reports))
+            answer = _merged(answer, self._fetch(missing, generation, answer))
         if self.max_report_age > 0:
             now = self._wall_clock()
-            for name, report in reports.items():
-                reports[name] = self._check_age(report, now)
-        return reports
+            for name in names:
+                report = answer.report(name)
+                checked = self._check_age(report, now)
+                if checked is not report:
+                    answer.set(checked)
+        return answer
 
-    def levels_in_order(self, hostnames: Sequence[str | None]
-                        ) -> list[HostReport | None]:
-        """The report of each of ``hostnames``, in order; ``None`` for an
-        entry that is not a non-empty string. The same answers as
-        :meth:`levels`, which it calls unless every host has a fresh
-        cached answer, not due for a refresh ahead: then the cost of a
-        call is two dictionary look-ups per host, without a dictionary
-        built (the warm pass of a scheduler, once per request over every
-        candidate). Never raises.
+    def trust_in_order(self, hostnames: Sequence[str | None]
+                       ) -> list[TrustLevel | None]:
+        """The trust level of each of ``hostnames``, in order; ``None``
+        for an entry that is not a non-empty string. The levels of
+        :meth:`levels_in_order`'s reports, without the reports: what the
+        scheduler's filter decides on. Unless a name needs asking about,
+        the cost of a call is two dictionary look-ups per host, with no
+        dictionary built and no object made per host (the warm pass of a
+        scheduler, once per request over every candidate). Never raises:
+        anything that goes wrong makes the hosts ``unknown``.
         """
         try:
             plain = _all_str(hostnames) and "" not in hostnames
+            names = cast("list[str]", hostnames)  # if plain: checked
             if plain and self.max_report_age <= 0:
                 now = self._clock()
-                hit = self._cache.in_order(
-                    cast("Sequence[str]", hostnames), now)  # checked
+                hit = self._cache.levels_in_order(names, now)
                 if hit is not None:
-                    fast, earliest = hit
-                    self.stats.cache_hits += len(fast)
+                    found, earliest = hit
+                    self.stats.cache_hits += len(found)
                     ahead = self.refresh_ahead
                     if ahead > 0 and not earliest > now + ahead:
                         # some answers are due: the refresh thread asks
                         # again about those of these names that are (it
                         # looks them up itself); this pass is answered now
-                        self._refresh_in_background(
-                            cast("list[str]", hostnames))
-                    return fast  # type: ignore[return-value]
+                        self._refresh_in_background(names)
+                    return found  # type: ignore[return-value]
             if plain:
-                # every entry a name: the answer in order, in C
-                names = cast("list[str]", hostnames)  # checked
-                reports = self.levels(names)
-                return list(map(reports.get, names))
-            reports = self.levels(n for n in hostnames
-                                  if isinstance(n, str) and n)
-            return [reports.get(n) if isinstance(n, str) and n else None
+                return list(map(self._answer_for(names).levels.get, names))
+            levels = self._answer_for(
+                [n for n in hostnames if isinstance(n, str) and n]).levels
+            return [levels.get(n) if isinstance(n, str) and n else None
                     for n in hostnames]
+        except Exception as exc:  # noqa: BLE001 - the outermost boundary
+            self._log_unexpected("attestation", exc)
+            return [TrustLevel.UNKNOWN if isinstance(n, str) and n else None
+                    for n in hostnames]
+
+    def levels_in_order(self, hostnames: Sequence[str | None]
+                        ) -> list[HostReport | None]:
+        """The report of each of ``hostnames``, in order; ``None`` for an
+        entry that is not a non-empty string. The same answers as
+        :meth:`levels`, and as :meth:`trust_in_order` (which makes no
+        report: prefer it where the level is all that is read). Never
+        raises.
+        """
+        try:
+            names = [n for n in hostnames if isinstance(n, str) and n]
+            return self._answer_for(names).reports_in_order(hostnames)
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
             reason = self._log_unexpected("attestation", exc)
             backend = self._backend_name()
             return [HostReport(n, TrustLevel.UNKNOWN, backend, reason)
                     if isinstance(n, str) and n else None
                     for n in hostnames]
+
+    def _answer_for(self, names: Sequence[str]) -> Answer:
+        """:meth:`_levels` for ``names`` (strings, maybe repeated), every
+        one of them answered; what goes wrong makes them all unknown."""
+        distinct = list(dict.fromkeys(names))
+        try:
+            return self._levels(distinct)
+        except Exception as exc:  # noqa: BLE001 - the outermost boundary
+            reason = self._log_unexpected("attestation", exc)
+            return Answer.uniform(distinct, TrustLevel.UNKNOWN,
+                                  self._backend_name(), reason)
 
     def level(self, hostname: str) -> HostReport:
         """The report for one host; prefer :meth:`levels` for many."""
@@ -272,7 +303,7 @@ class AttestationClient:
         try:
             names = list(dict.fromkeys(hostnames))
             answered = self._ask_backend(names)
-            reports = self._with_unmentioned(names, answered)
+            reports = self._with_unmentioned(names, answered).reports()
             if self.max_report_age > 0:
                 now = self._wall_clock()
                 reports = {n: self._check_age(r, now)
@@ -303,15 +334,13 @@ class AttestationClient:
 
     # -- internals -------------------------------------------------------
 
-    def _from_cache(self, names: list[str]
-                    ) -> tuple[dict[str, HostReport], list[str]]:
+    def _from_cache(self, names: list[str]) -> tuple[Answer, list[str]]:
         found, missing = self._cache.lookup(names, self._clock())
         self.stats.cache_hits += len(found)
         return found, missing
 
     def _fetch(self, missing: list[str], generation: int,
-               found: Mapping[str, HostReport] | None = None
-               ) -> dict[str, HostReport]:
+               found: Answer | None = None) -> Answer:
         """Reports for names the cache has no fresh answer for.
 
         ``found`` are the answers the caller looked up before coming here:
@@ -326,12 +355,13 @@ class AttestationClient:
             # while the failure is remembered.
             return self._failed(missing, failure, now)
         wait = -1 if self.max_wait is None else self.max_wait
-        again = list(found or ())
+        again = list(found.levels) if found is not None else []
         if not self._refresh_lock.acquire(timeout=wait):
             fresh, expired = self._cache.lookup(again, self._clock())
-            return {**fresh, **self._busy(missing + expired)}
+            fresh.update(self._busy(missing + expired))
+            return fresh
         try:
-            reports: dict[str, HostReport] = {}
+            reports = Answer()
             if again:
                 reports, expired = self._cache.lookup(again, self._clock())
                 missing = missing + expired
@@ -340,7 +370,7 @@ class AttestationClient:
                 stored, missing = self._from_cache(missing)
                 reports.update(stored)
             if missing:
-                reports.update(self._refresh(missing))
+                reports = _merged(reports, self._refresh(missing))
             return reports
         finally:
             self._refresh_lock.release()
@@ -382,8 +412,8 @@ class AttestationClient:
                         return
                 # Callers keep finding the same answers due until this
                 # refresh lands: only those still due are asked again.
-                _, _, names = self._cache.lookup_ahead(
-                    names, self._clock(), self.refresh_ahead)
+                names = self._cache.due(names, self._clock(),
+                                        self.refresh_ahead)
                 if not names:
                     continue
                 # No waiting: a caller holding the lock is refreshing (or
@@ -405,7 +435,7 @@ class AttestationClient:
             with self._ahead_guard:
                 self._due.clear()
 
-    def _refresh(self, names: list[str]) -> dict[str, HostReport]:
+    def _refresh(self, names: list[str]) -> Answer:
         """Ask the backend about ``names``; the refresh lock is held."""
         now = self._clock()
         failure = self._failure
@@ -435,22 +465,21 @@ class AttestationClient:
         self._cache.store(reports, self._clock(), epoch)
         return reports
 
-    def _ask_backend(self, names: list[str]) -> dict[str, HostReport]:
+    def _ask_backend(self, names: list[str]) -> Answer:
         size = self.backend.max_batch or len(names)
-        answered: dict[str, HostReport] = {}
+        answered = Answer()
         start = time.monotonic()
         for offset in range(0, len(names), size):
             chunk = names[offset:offset + size]
             self.stats.backend_calls += 1
             self.stats.hosts_asked += len(chunk)
-            answered.update(self._observed_exchange(chunk))
+            answered = _merged(answered, self._observed_exchange(chunk))
         LOG.debug("Asked %s about %d host(s) in %.3fs",
                   self.backend.describe(), len(names),
                   time.monotonic() - start)
         return answered
 
-    def _observed_exchange(self, chunk: list[str]
-                           ) -> dict[str, HostReport]:
+    def _observed_exchange(self, chunk: list[str]) -> Answer:
         """One checked exchange, reported to the observer with its time
         and, if it failed, its cause."""
         started = time.monotonic()
@@ -471,43 +500,79 @@ class AttestationClient:
         except Exception:  # noqa: BLE001, S110 - measuring changes nothing
             pass
 
-    def _exchange(self, chunk: list[str]) -> dict[str, HostReport]:
+    def _exchange(self, chunk: list[str]) -> Answer:
         """The backend's answer for ``chunk``, checked against the
-        contract; raises on anything the contract forbids."""
+        contract; raises on anything the contract forbids.
+
+        The checks run in C over the whole answer (the common case: one
+        answer of thousands of hosts, taken in while the scheduler's other
+        threads wait for the GIL); each test runs only once the ones
+        before it hold. A backend's reports that break the contract go
+        through :meth:`_refuse`, which names the first offence.
+        """
         result = self._attest_within_deadline(chunk)
-        if not isinstance(result, dict):
-            raise AttestationError(
-                f"backend {self._backend_name()} answered with a "
-                f"{type(result).__name__}, not a dict", "malformed")
         asked = set(chunk)
-        reports = list(result.values())
-        # The contract, checked in C for the whole answer (the common case:
-        # one answer of thousands of hosts, taken in while the scheduler's
-        # other threads wait for the GIL); anything it refuses goes through
-        # :meth:`_refuse`, which names the first offence. Each test runs
-        # only once the ones before it hold (the attributes exist only on
-        # a HostReport).
-        reasons: list[Any] = []
-        if not (asked.issuperset(result)
-                and not set(map(type, reports)).difference(_HOST_REPORT)
-                and list(map(_HOSTNAME, reports)) == list(result)
-                and not set(map(type, map(_LEVEL, reports))).difference(
-                    _TRUST_LEVEL)
-                and all(map(isinstance, reasons := list(map(
-                    _REASON, reports)), repeat(str)))):
-            self._refuse(result, asked)
-        answered = dict(result)
-        if self.redact or (reasons and max(map(len, reasons)) > _MAX_REASON):
+        if self._native:
+            answer = self._checked_answer(result, asked)
+        else:
+            if not isinstance(result, dict):
+                raise AttestationError(
+                    f"backend {self._backend_name()} answered with a "
+                    f"{type(result).__name__}, not a dict", "malformed")
+            reports = list(result.values())
+            if not (asked.issuperset(result)
+                    and not set(map(type, reports)).difference(_HOST_REPORT)
+                    and list(map(_HOSTNAME, reports)) == list(result)
+                    and not set(map(type, map(_LEVEL, reports))).difference(
+                        _TRUST_LEVEL)
+                    and all(map(isinstance, map(_REASON, reports),
+                                repeat(str)))):
+                self._refuse(result, asked)
+            answer = Answer.of_reports(result)
+        reasons = answer.reasons
+        if self.redact or (reasons and max(map(len, reasons.values()))
+                           > _MAX_REASON):
             # a reason can quote the answer, and the answer can quote
             # anything, a secret included; a backend gives most hosts one
             # of a few reasons: each distinct one is masked and bounded once
             safe = {reason: _bounded(self.redact(reason))
-                    for reason in set(reasons)}
-            for name, report in result.items():
-                masked = safe[report.reason]
-                if masked is not report.reason:
-                    answered[name] = report._replace(reason=masked)
-        return answered
+                    for reason in set(reasons.values())}
+            answer.reasons = dict(zip(reasons, map(
+                safe.__getitem__, reasons.values()), strict=True))
+        return answer
+
+    def _checked_answer(self, result: Any, asked: set[str]) -> Answer:
+        """A native backend's :class:`Answer`, if it keeps the contract:
+        only names asked about, the same names in every column, a real
+        :class:`TrustLevel` each, a string reason and backend, a string or
+        no time."""
+        problem: str | None
+        if type(result) is not Answer:
+            problem = f"a {type(result).__name__}, not an Answer"
+        else:
+            levels = result.levels
+            problem = (
+                "hosts that were not asked about"
+                if not asked.issuperset(levels) else
+                "columns that do not hold the same hosts"
+                if not (levels.keys() == result.reasons.keys()
+                        == result.vtimes.keys() == result.backends.keys())
+                else "a level that is not a trust level"
+                if set(map(type, levels.values())).difference(_TRUST_LEVEL)
+                else "a reason or backend that is not a string"
+                if not (all(map(isinstance, result.reasons.values(),
+                                repeat(str)))
+                        and all(map(isinstance, result.backends.values(),
+                                    repeat(str))))
+                else "a time that is neither a string nor absent"
+                if set(map(type, result.vtimes.values())).difference(
+                    _STR_OR_NONE)
+                else None)
+        if problem is not None:
+            raise AttestationError(
+                f"backend {self._backend_name()} answered with {problem}",
+                "malformed")
+        return cast("Answer", result)
 
     def _refuse(self, result: dict[Any, Any], asked: set[str]) -> None:
         """Raise for the first entry of ``result`` the backend contract
@@ -530,8 +595,7 @@ class AttestationClient:
             f"backend {self._backend_name()} gave an answer that breaks "
             "the backend contract", "malformed")
 
-    def _attest_within_deadline(self, names: list[str]
-                                ) -> dict[str, HostReport]:
+    def _attest_within_deadline(self, names: list[str]) -> Any:
         """``backend.attest(names)``, given up at the backend's deadline.
 
         A worker thread rather than a timer around the call: nothing can
@@ -552,7 +616,9 @@ class AttestationClient:
 
         def work() -> None:
             try:
-                outcome.append((True, self.backend.attest(names)))
+                backend = self.backend
+                outcome.append((True, backend.attest_answer(names)
+                                if self._native else backend.attest(names)))
             except BaseException as exc:  # noqa: BLE001 - handed over
                 outcome.append((False, exc))
             finally:
@@ -576,36 +642,32 @@ class AttestationClient:
                     f"{self.backend.describe()} raised "
                     f"{type(value).__name__}", "other")
             raise value
-        return value  # type: ignore[no-any-return]
+        return value
 
-    def _with_unmentioned(self, names: list[str],
-                          answered: dict[str, HostReport]
-                          ) -> dict[str, HostReport]:
-        """A report for each of ``names``: the answer's (whose names the
+    def _with_unmentioned(self, names: list[str], answered: Answer
+                          ) -> Answer:
+        """An answer for each of ``names``: ``answered`` (whose names the
         contract check kept to those asked), ``unknown`` for the others."""
-        reports = dict(zip(names, map(answered.get, names), strict=True))
-        if len(answered) < len(reports):
-            absent = list(filterfalse(answered.__contains__, names))
-            unknown = zip(absent, repeat(TrustLevel.UNKNOWN),
-                          repeat(self.backend.name), repeat(_NOT_MENTIONED),
-                          repeat(None))
-            reports.update(zip(absent, map(_new_report, unknown),
-                               strict=True))
-        return reports  # type: ignore[return-value]
+        if len(answered) < len(names):
+            absent = list(filterfalse(answered.levels.__contains__, names))
+            answered.update(Answer.uniform(
+                absent, TrustLevel.UNKNOWN, self.backend.name,
+                _NOT_MENTIONED))
+        return answered
 
     def _failed(self, names: list[str], failure: _Failure,
-                now: float) -> dict[str, HostReport]:
+                now: float) -> Answer:
         reason = (f"attestation failed {now - failure.at:.0f}s ago, next "
                   f"try in {max(0.0, failure.until - now):.0f}s: "
                   f"{failure.message}")
-        return {name: HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
-                                 reason) for name in names}
+        return Answer.uniform(names, TrustLevel.UNKNOWN, self.backend.name,
+                              reason)
 
-    def _busy(self, names: list[str]) -> dict[str, HostReport]:
+    def _busy(self, names: list[str]) -> Answer:
         reason = (f"another attestation request did not finish within "
                   f"{self.max_wait:g}s")
-        return {name: HostReport(name, TrustLevel.UNKNOWN, self.backend.name,
-                                 reason) for name in names}
+        return Answer.uniform(names, TrustLevel.UNKNOWN, self.backend.name,
+                              reason)
 
     def _backend_name(self) -> str:
         name = getattr(self.backend, "name", None)
@@ -669,9 +731,14 @@ class AttestationClient:
         return report
 
 
-#: ``HostReport(*fields)`` in one C call (a named tuple's own ``__new__``
-#: is Python): thousands are made per answer
-_new_report = functools.partial(tuple.__new__, HostReport)
+def _merged(answer: Answer, newer: Answer) -> Answer:
+    """``answer`` updated with ``newer``, or ``newer`` itself when
+    ``answer`` is empty (a cold pass: no copy of 10,000 entries). Both
+    belong to the caller: the cache keeps copies, never these."""
+    if not len(answer):
+        return newer
+    answer.update(newer)
+    return answer
 
 
 def _all_str(values: Sequence[Any]) -> bool:
@@ -682,6 +749,7 @@ def _all_str(values: Sequence[Any]) -> bool:
 _STR = (str,)
 _HOST_REPORT = (HostReport,)
 _TRUST_LEVEL = (TrustLevel,)
+_STR_OR_NONE = (str, type(None))
 _HOSTNAME = operator.attrgetter("hostname")
 _LEVEL = operator.attrgetter("level")
 _REASON = operator.attrgetter("reason")

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 from oslo_config import cfg
 
+from trustpool.attestation.answer import Answer
 from trustpool.attestation.model import HostReport
 from trustpool.attestation.redact import Redactor
 from trustpool.exceptions import AttestationError
@@ -86,7 +87,7 @@ class AttestationBackend(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for method in ("attest", "list_hosts"):
+        for method in ("attest", "attest_answer", "list_hosts"):
             function = cls.__dict__.get(method)
             if function is not None and not getattr(function, "_guarded",
                                                     False):
@@ -106,6 +107,17 @@ class AttestationBackend(abc.ABC):
             error, non-success status, malformed or inconsistent body). The
             message must be safe to log: no credentials, no key material.
         """
+
+    #: Whether :meth:`attest_answer` is the backend's own (trustpool's
+    #: readers): the client then asks for an :class:`Answer`, with no
+    #: report made per host, and checks it as a whole.
+    answers_natively: ClassVar[bool] = False
+
+    def attest_answer(self, hostnames: Sequence[str]) -> Answer:
+        """:meth:`attest`'s answer as an :class:`Answer`. A backend that
+        overrides it sets :attr:`answers_natively`; the same rules apply
+        (names asked about only, unmentioned ones left out)."""
+        return Answer.of_reports(self.attest(hostnames))
 
     def list_hosts(self) -> list[str]:
         """Names of every host the service knows, where it can list them.

@@ -15,6 +15,7 @@ from typing import Any
 
 from oslo_config import cfg
 
+from trustpool.attestation.answer import Answer
 from trustpool.attestation.backends._http import (
     TRANSPORT_OPTS,
     HttpSettings,
@@ -159,7 +160,12 @@ class OATBackend(AttestationBackend):
     def close(self) -> None:
         self._http.close()
 
+    answers_natively = True
+
     def attest(self, hostnames: Sequence[str]) -> dict[str, HostReport]:
+        return self.attest_answer(hostnames).reports()
+
+    def attest_answer(self, hostnames: Sequence[str]) -> Answer:
         body = {"count": len(hostnames), "hosts": list(hostnames)}
         status, data = self._http.request("POST", self.url,
                                           headers=self._headers, body=body)
@@ -167,12 +173,19 @@ class OATBackend(AttestationBackend):
             raise AttestationError(
                 f"{self.url} answered HTTP 404: check attestation_api_url",
                 "http_status")
-        return parse_poll_hosts(data, hostnames, self.name)
+        return parse_poll_answer(data, hostnames, self.name)
 
 
 def parse_poll_hosts(data: Any, asked: Sequence[str],
                      backend: str = "oat") -> dict[str, HostReport]:
-    """Turn a PollHosts answer into reports, refusing anything doubtful.
+    """:func:`parse_poll_answer` as a report per host."""
+    return parse_poll_answer(data, asked, backend).reports()
+
+
+def parse_poll_answer(data: Any, asked: Sequence[str],
+                      backend: str = "oat") -> Answer:
+    """Turn a PollHosts answer into an :class:`Answer`, refusing anything
+    doubtful.
 
     :raises AttestationError: when the answer's shape is wrong, names a host
         that was not asked about, or gives one host two different levels.
@@ -187,11 +200,12 @@ def parse_poll_hosts(data: Any, asked: Sequence[str],
     fast = _parse_common(data["hosts"], wanted, backend)
     if fast is not None:
         return fast
-    return _parse_entry_by_entry(data["hosts"], wanted, backend)
+    return Answer.of_reports(
+        _parse_entry_by_entry(data["hosts"], wanted, backend))
 
 
 def _parse_common(entries: list[Any], wanted: set[str], backend: str
-                  ) -> dict[str, HostReport] | None:
+                  ) -> Answer | None:
     """The reports of an answer in the form servers send (an object per
     host, every name asked about and distinct, every level one of the
     spellings of :data:`_LEVELS`, every time a string or absent), built
@@ -218,12 +232,12 @@ def _parse_common(entries: list[Any], wanted: set[str], backend: str
         return None
     if "" in vtimes:
         vtimes = [v or None for v in vtimes]
-    reports = dict(zip(names, map(_new_report, zip(
-        names, map(_LEVELS.__getitem__, words), repeat(backend),
-        map(_REASONS.__getitem__, words), vtimes)), strict=True))
-    if len(reports) != len(names):
+    answer = Answer.columns(names, map(_LEVELS.__getitem__, words),
+                            map(_REASONS.__getitem__, words), vtimes,
+                            backend)
+    if len(answer) != len(names):
         return None  # a name twice: the loop says which
-    return reports
+    return answer
 
 
 def _parse_entry_by_entry(entries: list[Any], wanted: set[str],
