@@ -280,3 +280,39 @@ def test_the_warm_pass_in_order_never_outlives_a_failed_refresh(clock):
     assert client.stats.failures == 1
     clock.advance(1)                         # the answer's own deadline
     assert client.levels_in_order(["a"])[0].level is K
+
+
+def test_a_slow_refresh_starts_the_next_one_earlier(clock):
+    """A refresh ahead that took longer than half the lead moves the next
+    one earlier (twice its time, at most half the TTL), so that it lands
+    before the answers expire; the answers' deadlines do not move."""
+    backend = ScriptedBackend({"a": T}, clock=clock)
+    client = make(backend, clock)
+    client.level("a")                        # arrives at 1000, until 1010
+    assert client._lead() == LEAD
+    clock.advance(TTL - LEAD + 0.1)          # due
+    backend.takes = 2.0                      # the refresh takes 2 s
+    client.level("a")
+    settle(client)
+    assert client.stats.refreshes_ahead == 1
+    assert client._lead() == 4.0             # twice 2 s, under TTL / 2
+    # the refreshed answer arrived at 1009.6: due from 1015.6 now, not
+    # only from 1017.1; still valid until 1019.6 and not a moment longer
+    backend.takes = 0.0
+    clock.now = 1015.5
+    client.level("a")
+    settle(client)
+    assert client.stats.refreshes_ahead == 1
+    clock.now = 1015.7
+    client.level("a")
+    settle(client)
+    assert client.stats.refreshes_ahead == 2
+    assert client._lead() == LEAD            # that one was quick
+    backend.takes = 4.0                      # until 1025.7, due at 1023.2
+    clock.now = 1023.3
+    client.level("a")
+    settle(client)
+    assert client._lead() == TTL / 2         # twice 4 s, capped
+    backend.error = AttestationError("down", "connect")
+    clock.now = 1070.0 + TTL                 # past every answer
+    assert client.level("a").level is K

@@ -20,7 +20,12 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trustpool.attestation import AttestationClient, HostReport, TrustLevel
+from trustpool.attestation import (
+    Answer,
+    AttestationClient,
+    HostReport,
+    TrustLevel,
+)
 
 from tests.support.clock import Clock
 from tests.unit.test_client import ScriptedBackend
@@ -43,10 +48,20 @@ _step = st.one_of(
 )
 
 
+class _NativeScripted(ScriptedBackend):
+    """The scripted service, answering as trustpool's own readers do: an
+    :class:`Answer` for the client to check as a whole."""
+
+    answers_natively = True
+
+    def attest_answer(self, hostnames):
+        return Answer.of_reports(self.attest(hostnames))
+
+
 class _Client:
-    def __init__(self, refresh_ahead: float) -> None:
+    def __init__(self, refresh_ahead: float, native: bool = False) -> None:
         self.clock = Clock()
-        self.backend = ScriptedBackend({})
+        self.backend = (_NativeScripted if native else ScriptedBackend)({})
         self.client = AttestationClient(
             self.backend, ttl=TTL, failure_retry_interval=10,
             clock=self.clock, refresh_ahead=refresh_ahead)
@@ -77,9 +92,14 @@ class _Client:
 
 @settings(max_examples=200, deadline=None,
           suppress_health_check=list(HealthCheck))
-@given(st.lists(_step, max_size=25), st.sampled_from([0.0, 15.0]))
-def test_the_warm_pass_answers_as_the_general_path(steps, refresh_ahead):
-    fast, slow = _Client(refresh_ahead), _Client(refresh_ahead)
+@given(st.lists(_step, max_size=25), st.sampled_from([0.0, 15.0]),
+       st.sampled_from(["levels_in_order", "trust_in_order"]),
+       st.booleans())
+def test_the_warm_pass_answers_as_the_general_path(steps, refresh_ahead,
+                                                   method, native):
+    """Both in-order methods (reports, or levels alone), with a backend
+    that answers with reports or natively with an :class:`Answer`."""
+    fast, slow = _Client(refresh_ahead, native), _Client(refresh_ahead)
     #: name -> (arrival, level) of the latest answer the backend gave
     latest: dict[str, tuple[float, TrustLevel | None]] = {}
     for kind, arg in steps:
@@ -90,15 +110,16 @@ def test_the_warm_pass_answers_as_the_general_path(steps, refresh_ahead):
         if kind != "ask":
             continue
         calls = len(fast.backend.calls)
-        got = fast.client.levels_in_order(arg)
+        found = getattr(fast.client, method)(arg)
+        got = [r if r is None or isinstance(r, TrustLevel) else r.level
+               for r in found]
         fast.settle()
         general = slow.client.levels(n for n in arg
                                      if isinstance(n, str) and n)
         slow.settle()
         want = [general.get(n) if isinstance(n, str) and n else None
                 for n in arg]
-        assert [r and r.level for r in got] == [r and r.level
-                                                  for r in want], arg
+        assert got == [r and r.level for r in want], arg
         assert fast.backend.calls == slow.backend.calls
         fetched = set()
         if fast.backend.error is None:
@@ -107,8 +128,8 @@ def test_the_warm_pass_answers_as_the_general_path(steps, refresh_ahead):
                     latest[name] = (fast.clock.now,
                                     fast.backend.table.get(name))
                     fetched.add(name)
-        for name, report in zip(arg, got, strict=True):
-            if report is None or report.level is not T or name in fetched:
+        for name, level in zip(arg, got, strict=True):
+            if level is not T or name in fetched:
                 continue
             arrived, level = latest[name]
             assert level is T and fast.clock.now < arrived + TTL, (

@@ -174,6 +174,10 @@ class AttestationClient:
         self._due: dict[str, None] = {}
         self._ahead_guard = threading.Lock()
         self._closed = False
+        #: how long the last refresh ahead took on the clock: a refresh
+        #: that takes longer than the lead would land after the answers
+        #: it replaces expired, and every caller would wait for it
+        self._ahead_took = 0.0
 
     def levels(self, hostnames: Iterable[str]) -> dict[str, HostReport]:
         """A report for every distinct name in ``hostnames``.
@@ -201,7 +205,7 @@ class AttestationClient:
         generation = self._cache.generation
         if self.refresh_ahead > 0:
             answer, missing, due = self._cache.lookup_ahead(
-                names, self._clock(), self.refresh_ahead)
+                names, self._clock(), self._lead())
             self.stats.cache_hits += len(answer)
             if due:
                 self._refresh_in_background(due)
@@ -238,8 +242,8 @@ class AttestationClient:
                 if hit is not None:
                     found, earliest = hit
                     self.stats.cache_hits += len(found)
-                    ahead = self.refresh_ahead
-                    if ahead > 0 and not earliest > now + ahead:
+                    if self.refresh_ahead > 0 and \
+                            not earliest > now + self._lead():
                         # some answers are due: the refresh thread asks
                         # again about those of these names that are (it
                         # looks them up itself); this pass is answered now
@@ -317,6 +321,24 @@ class AttestationClient:
         """Forget every cached answer and any remembered failure."""
         self._cache.clear()
         self._failure = None
+
+    def _lead(self) -> float:
+        """Seconds before its deadline an answer is due for a refresh
+        ahead: ``refresh_ahead``, or twice the time the last refresh ahead
+        took if that is longer, but then no more than half the TTL.
+
+        A scheduler whose threads all compete for the GIL can take seconds
+        to take in a large answer in the background (each read of the
+        socket waits for the GIL again); started a fixed time ahead, such
+        a refresh lands after the answers expired, and requests wait for
+        it exactly as without refreshing ahead. Only when the refresh
+        starts moves: every answer is still used until its own deadline
+        and no longer.
+        """
+        took = 2 * self._ahead_took
+        if took > self.refresh_ahead:
+            return max(self.refresh_ahead, min(took, self.ttl / 2))
+        return self.refresh_ahead
 
     def close(self) -> None:
         """Stop refreshing ahead, wait (boundedly) for a refresh that is
@@ -412,8 +434,7 @@ class AttestationClient:
                         return
                 # Callers keep finding the same answers due until this
                 # refresh lands: only those still due are asked again.
-                names = self._cache.due(names, self._clock(),
-                                        self.refresh_ahead)
+                names = self._cache.due(names, self._clock(), self._lead())
                 if not names:
                     continue
                 # No waiting: a caller holding the lock is refreshing (or
@@ -426,7 +447,11 @@ class AttestationClient:
                             self._clock() < failure.until:
                         return
                     self.stats.refreshes_ahead += 1
+                    started = self._clock()
                     self._refresh(names)
+                    took = self._clock() - started
+                    if 0 <= took < self.ttl:  # not NaN, not a clock jump
+                        self._ahead_took = took
                 finally:
                     self._refresh_lock.release()
         except Exception as exc:  # noqa: BLE001 - the thread's boundary
