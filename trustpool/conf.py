@@ -129,10 +129,11 @@ _client_opts = [
         "without this option. Only hosts that scheduling requests asked "
         "about in that last quarter are refreshed; hosts nobody asks about "
         "expire. One refresh runs at a time, in a thread that ends with it. "
-        "When the last refresh took longer than half that lead (a busy "
-        "scheduler takes in a large answer slowly), the next one starts "
-        "twice its time ahead, up to half of attestation_auth_timeout, so "
-        "that it still lands before the answers it replaces expire.",
+        "When a recent refresh took longer than two thirds of that lead (a "
+        "busy scheduler takes in a large answer slowly), the next ones "
+        "start one and a half times that long ahead, up to nine tenths of "
+        "attestation_auth_timeout, so that they still land before the "
+        "answers they replace expire.",
     ),
 ]
 

@@ -283,36 +283,35 @@ def test_the_warm_pass_in_order_never_outlives_a_failed_refresh(clock):
 
 
 def test_a_slow_refresh_starts_the_next_one_earlier(clock):
-    """A refresh ahead that took longer than half the lead moves the next
-    one earlier (twice its time, at most half the TTL), so that it lands
-    before the answers expire; the answers' deadlines do not move."""
+    """A refresh ahead that took longer than two thirds of the lead moves
+    the next ones earlier (one and a half times the longest of the last
+    four, at most nine tenths of the TTL), so that they land before
+    the answers expire; the answers' deadlines do not move."""
     backend = ScriptedBackend({"a": T}, clock=clock)
     client = make(backend, clock)
     client.level("a")                        # arrives at 1000, until 1010
     assert client._lead() == LEAD
-    clock.advance(TTL - LEAD + 0.1)          # due
-    backend.takes = 2.0                      # the refresh takes 2 s
-    client.level("a")
-    settle(client)
-    assert client.stats.refreshes_ahead == 1
-    assert client._lead() == 4.0             # twice 2 s, under TTL / 2
-    # the refreshed answer arrived at 1009.6: due from 1015.6 now, not
-    # only from 1017.1; still valid until 1019.6 and not a moment longer
-    backend.takes = 0.0
-    clock.now = 1015.5
-    client.level("a")
-    settle(client)
-    assert client.stats.refreshes_ahead == 1
-    clock.now = 1015.7
-    client.level("a")
-    settle(client)
-    assert client.stats.refreshes_ahead == 2
-    assert client._lead() == LEAD            # that one was quick
-    backend.takes = 4.0                      # until 1025.7, due at 1023.2
-    clock.now = 1023.3
-    client.level("a")
-    settle(client)
-    assert client._lead() == TTL / 2         # twice 4 s, capped
+
+    def refresh_ahead_at(now, takes):
+        backend.takes = takes
+        clock.now = now
+        refreshes = client.stats.refreshes_ahead
+        assert client.level("a").level is T  # answered from the cache
+        settle(client)
+        return client.stats.refreshes_ahead - refreshes
+
+    assert refresh_ahead_at(1007.6, takes=2.0) == 1   # arrives at 1009.6
+    assert client._lead() == 3.0
+    # due 3 s before its deadline of 1019.6, not 2.5 s: at 1016.6
+    assert refresh_ahead_at(1016.5, takes=0.0) == 0
+    assert refresh_ahead_at(1016.7, takes=0.0) == 1   # arrives at 1016.7
+    assert client._lead() == 3.0             # the longest of the last four
+    assert refresh_ahead_at(1023.8, takes=7.0) == 1   # arrives at 1030.8
+    assert client._lead() == 0.9 * TTL       # 10.5 s, capped at 9 s
+    # the answer is served until its own deadline, and not a moment after
     backend.error = AttestationError("down", "connect")
-    clock.now = 1070.0 + TTL                 # past every answer
+    clock.now = 1040.79
+    assert client.level("a").level is T
+    settle(client)
+    clock.now = 1040.8
     assert client.level("a").level is K
