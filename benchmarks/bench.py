@@ -11,7 +11,10 @@ two things measured in the same run, side by side.
    cache fill) against the transport floor: a bare ``requests.post`` of
    the same payload to the same server plus ``json.loads`` of the same
    answer. Target 1.3x. Also the CPU time of this process for both (the
-   server's own time is in the wall time of both).
+   server's own time is in the wall time of both), and a second
+   reference: the same floor with the answer decoded by trustpool's strict
+   JSON (a key twice in one object, NaN or a non-UTF-8 body refused),
+   which any reader a trust decision rests on must pay.
 3. 1,000 hosts the server does not know, 100 passes within the TTL:
    requests made. Target 1.
 4. Memory: RSS growth for 100,000 cached hosts. Target <= 50 MB.
@@ -45,6 +48,7 @@ from tests.support.pki import make_pki
 from trustpool.conf import make_client
 from trustpool import conf as tp_conf
 from trustpool.attestation.backends import backend_class
+from trustpool.attestation.strictjson import loads_strict
 from trustpool.filter import TrustedFilter
 
 CONF = nova_conf.CONF
@@ -203,6 +207,19 @@ def cold_pass(pki: dict, workdir: pathlib.Path, size: int) -> None:
                 assert len(json.loads(response.content)["hosts"]) == \
                     size // 2
 
+        def strict() -> None:
+            # the floor with strict JSON: what any reader that refuses a
+            # key twice in one object pays before it reads a single host
+            with requests.Session() as session:
+                response = session.post(server.url, json=payload,
+                                        headers=headers,
+                                        verify=str(pki["ca"].cert_path),
+                                        timeout=30)
+                response.raise_for_status()
+                assert len(loads_strict(response.content)["hosts"]) == \
+                    size // 2
+            bare_calls.append(1)
+
         # Filters are built outside the timing (once per scheduler in
         # real life); each timed pass starts from an empty cache.
         fresh = [TrustedFilter(conf) for _ in range(11)]
@@ -219,15 +236,17 @@ def cold_pass(pki: dict, workdir: pathlib.Path, size: int) -> None:
         cold()
         gc.collect()  # the warm passes' garbage is not a scheduler's heap
         # interleaved, one of each in turn, so both share the noise
-        walls: dict[str, list[float]] = {"bare": [], "cold": []}
-        cpus: dict[str, list[float]] = {"bare": [], "cold": []}
-        collecting: dict[str, list[float]] = {"bare": [], "cold": []}
-        full: dict[str, list[tuple[int, float]]] = {"bare": [], "cold": []}
+        kinds = ("bare", "strict", "cold")
+        walls: dict[str, list[float]] = {n: [] for n in kinds}
+        cpus: dict[str, list[float]] = {n: [] for n in kinds}
+        collecting: dict[str, list[float]] = {n: [] for n in kinds}
+        full: dict[str, list[tuple[int, float]]] = {n: [] for n in kinds}
         timer = _GcTimer()
         gc.callbacks.append(timer)
         try:
             for _ in range(10):
-                for name, fn in (("bare", bare), ("cold", cold)):
+                for name, fn in (("bare", bare), ("strict", strict),
+                                 ("cold", cold)):
                     wall, cpu = time.perf_counter(), time.process_time()
                     spent, fulls, whole = timer.spent, timer.fulls, \
                         timer.full
@@ -239,8 +258,8 @@ def cold_pass(pki: dict, workdir: pathlib.Path, size: int) -> None:
                                        timer.full - whole))
         finally:
             gc.callbacks.remove(timer)
-        b, c = (statistics.median(walls[n]) for n in ("bare", "cold"))
-        bc, cc = (statistics.median(cpus[n]) for n in ("bare", "cold"))
+        b, j, c = (statistics.median(walls[n]) for n in kinds)
+        bc, jc, cc = (statistics.median(cpus[n]) for n in kinds)
         gcc = statistics.mean(collecting["cold"])
         fulls = sum(n for n, _ in full["cold"])
         young = statistics.median(
@@ -260,6 +279,9 @@ def cold_pass(pki: dict, workdir: pathlib.Path, size: int) -> None:
               f"collections {young * 1e3:.1f} ms per pass, median; "
               f"{fulls} full collection(s) in the 10 passes, "
               f"{full_ms:.0f} ms in all)")
+        print(f"   against the floor with strict JSON {j * 1e3:.1f} ms "
+              f"({j / b:.2f}x the floor): {c / j:.2f}x; CPU "
+              f"{jc * 1e3:.1f} ms: {cc / jc:.2f}x")
     finally:
         server.stop()
 

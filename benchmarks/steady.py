@@ -12,7 +12,9 @@ same hosts, so both see the same machine noise. Runs, per host count:
 - ``ahead on``: the same TTL with refresh ahead (the default).
 
 Printed: p50 / p99 / max pass time of each filter, TrustedFilter's p99
-against the warm run's p99, and attestation requests per TTL window.
+against the warm run's p99, attestation requests per TTL window, and for
+refresh ahead how many refreshes ran, the longest of the last four and
+the lead the client ended with (it grows with how long they take).
 The attestation server is a separate process (no GIL shared with the
 passes being measured).
 """
@@ -86,8 +88,13 @@ def run(pki: dict, workdir: pathlib.Path, size: int, ttl: int,
         polls = server.polls() - polls_before
         filt = next(f for f in trusted.enabled_filters
                     if type(f).__name__ == "TrustedFilter")
-        filt.client.close()
-        return {"trusted": _percentiles(times["trusted"]),
+        client = filt.client
+        client.close()
+        took = list(client._ahead_took)
+        return {"refreshes": client.stats.refreshes_ahead,
+                "took": max(took) if took else None,
+                "lead": client._lead() if ahead else None,
+                "trusted": _percentiles(times["trusted"]),
                 "plain": _percentiles(times["plain"]),
                 "passes": len(times["trusted"]),
                 "per_window": polls / (elapsed / ttl)}
@@ -116,7 +123,7 @@ def main() -> None:
           "(warm: TTL longer than the run); pass times in ms")
     print(f"{'hosts':>7}  {'run':<9}  {'Trusted p50/p99/max':>22}  "
           f"{'AllHosts p50/p99/max':>22}  {'p99/warm p99':>12}  "
-          f"{'requests/TTL':>12}  {'passes':>7}")
+          f"{'requests/TTL':>12}  {'passes':>7}  refresh ahead")
     for size in sizes:
         rows = {}
         for label, ttl, ahead in (("warm", 100_000, False),
@@ -132,7 +139,18 @@ def main() -> None:
                   f"{'/'.join(f'{v * 1e3:.1f}' for v in t):>22}  "
                   f"{'/'.join(f'{v * 1e3:.1f}' for v in a):>22}  "
                   f"{t[1] / warm_p99:>11.2f}x  {window:>12}  "
-                  f"{row['passes']:>7}")
+                  f"{row['passes']:>7}  {_ahead(row)}")
+
+
+def _ahead(row: dict) -> str:
+    """How many refreshes ran ahead, the longest of the last ones (from
+    the answers found due to the new answer stored) and the lead the
+    client ended with."""
+    if row["lead"] is None:
+        return "-"
+    took = "-" if row["took"] is None else f"{row['took']:.2f}"
+    return (f"{row['refreshes']} runs, longest {took} s, "
+            f"lead {row['lead']:.2f} s")
 
 
 if __name__ == "__main__":

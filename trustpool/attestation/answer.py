@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from operator import attrgetter
 from typing import TypeVar
 
@@ -107,6 +108,16 @@ class Answer:
         self.reasons.update(other.reasons)
         self.vtimes.update(other.vtimes)
         self.backends.update(other.backends)
+
+    def add(self, names: Sequence[str], level: TrustLevel, backend: str,
+            reason: str) -> None:
+        """Take the same level, backend and reason, with no time, for
+        every one of ``names`` (the hosts an answer left out), replacing
+        this answer's entry for a name."""
+        self.levels.update(zip(names, repeat(level)))
+        self.reasons.update(zip(names, repeat(reason)))
+        self.vtimes.update(zip(names, repeat(None)))
+        self.backends.update(zip(names, repeat(backend)))
 
     def set(self, report: HostReport) -> None:
         """Take one report's entry (an age check's verdict)."""

@@ -89,6 +89,8 @@ class ReportCache:
         ``NotImplemented`` (which is true) for an int, and an entry would
         pass as fresh.
         """
+        if self._deadlines.keys().isdisjoint(names):
+            return Answer(), list(names), []  # a cold pass: nothing cached
         deadlines = list(map(self._deadlines.get, names, repeat(0.0)))
         fresh = list(map(operator.lt, repeat(now), deadlines))
         fresh_names = list(compress(names, fresh))

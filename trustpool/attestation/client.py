@@ -682,9 +682,8 @@ class AttestationClient:
         contract check kept to those asked), ``unknown`` for the others."""
         if len(answered) < len(names):
             absent = list(filterfalse(answered.levels.__contains__, names))
-            answered.update(Answer.uniform(
-                absent, TrustLevel.UNKNOWN, self.backend.name,
-                _NOT_MENTIONED))
+            answered.add(absent, TrustLevel.UNKNOWN, self.backend.name,
+                         _NOT_MENTIONED)
         return answered
 
     def _failed(self, names: list[str], failure: _Failure,
