@@ -53,6 +53,16 @@ class Native(AttestationBackend):
         return self.answer
 
 
+class _Always(dict):
+    """A column that says trusted whatever it holds."""
+
+    def __getitem__(self, key):
+        return T
+
+    def get(self, key, default=None):
+        return T
+
+
 def _columns(**changes):
     answer = Answer.columns(["a", "b"], [T, T], ["ok", "ok"], [None, "t"],
                             "native")
@@ -71,6 +81,7 @@ def _columns(**changes):
     (_columns(reasons={"a": "ok", "b": 1}), "reason or backend"),
     (_columns(backends={"a": "native", "b": None}), "reason or backend"),
     (_columns(vtimes={"a": 1.5, "b": None}), "neither a string"),
+    (_columns(levels=_Always({"a": K, "b": K})), "not plain dictionaries"),
 ])
 def test_a_native_answer_that_breaks_the_contract_trusts_no_host(
         answer, named):

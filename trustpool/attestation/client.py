@@ -180,6 +180,7 @@ class AttestationClient:
         #: it replaces expired, and every caller would wait for it
         self._ahead_took: collections.deque[float] = collections.deque(
             maxlen=4)
+        self._ahead_longest = 0.0
 
     def levels(self, hostnames: Iterable[str]) -> dict[str, HostReport]:
         """A report for every distinct name in ``hostnames``.
@@ -339,7 +340,7 @@ class AttestationClient:
         when the refresh starts moves: every answer is still used until
         its own deadline and no longer; one refresh runs at a time.
         """
-        took = 1.5 * max(self._ahead_took, default=0.0)
+        took = 1.5 * self._ahead_longest
         if took > self.refresh_ahead:
             return max(self.refresh_ahead, min(took, 0.9 * self.ttl))
         return self.refresh_ahead
@@ -458,6 +459,9 @@ class AttestationClient:
                     took = self._clock() - found_due
                     if 0 <= took < self.ttl:  # not NaN, not a clock jump
                         self._ahead_took.append(took)
+                        # one float read by every warm pass: never a
+                        # deque another thread is appending to
+                        self._ahead_longest = max(self._ahead_took)
                     found_due = self._clock()
                 finally:
                     self._refresh_lock.release()
@@ -581,6 +585,10 @@ class AttestationClient:
         problem: str | None
         if type(result) is not Answer:
             problem = f"a {type(result).__name__}, not an Answer"
+        elif set(map(type, (result.levels, result.reasons, result.vtimes,
+                            result.backends))).difference(_DICT):
+            # a subclass could answer a look-up with anything it likes
+            problem = "columns that are not plain dictionaries"
         else:
             levels = result.levels
             problem = (
@@ -781,6 +789,7 @@ _STR = (str,)
 _HOST_REPORT = (HostReport,)
 _TRUST_LEVEL = (TrustLevel,)
 _STR_OR_NONE = (str, type(None))
+_DICT = (dict,)
 _HOSTNAME = operator.attrgetter("hostname")
 _LEVEL = operator.attrgetter("level")
 _REASON = operator.attrgetter("reason")
