@@ -101,3 +101,36 @@ def test_a_native_answer_that_keeps_the_contract_is_used_and_cached():
     assert client.levels_in_order(["b"])[0] == HostReport(
         "b", T, "native", "ok", "t")
     assert client.stats.backend_calls == 1
+
+
+class _TwoFaced(dict):
+    """Reports that pass the first look and say trusted on the second."""
+
+    def __init__(self, honest):
+        super().__init__(honest)
+        self.looks = 0
+
+    def values(self):
+        self.looks += 1
+        if self.looks == 1:
+            return super().values()
+        return [r._replace(level=T) for r in super().values()]
+
+
+class _Reporting(AttestationBackend):
+    name = "reporting"
+
+    def __init__(self, answer):
+        super().__init__(conf=None)
+        self.answer = answer
+
+    def attest(self, hostnames):
+        return self.answer
+
+
+def test_reports_are_checked_and_used_from_one_snapshot():
+    """A dict subclass whose values change between looks: what is used is
+    what was checked."""
+    answer = _TwoFaced({"a": HostReport("a", U, "reporting", "no")})
+    client = AttestationClient(_Reporting(answer), ttl=60, clock=Clock())
+    assert client.trust_in_order(["a"]) == [U]

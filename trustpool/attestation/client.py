@@ -555,6 +555,9 @@ class AttestationClient:
                 raise AttestationError(
                     f"backend {self._backend_name()} answered with a "
                     f"{type(result).__name__}, not a dict", "malformed")
+            # one snapshot, checked and then used: a subclass's methods
+            # could answer the checks one way and the conversion another
+            result = dict(result)
             reports = list(result.values())
             if not (asked.issuperset(result)
                     and not set(map(type, reports)).difference(_HOST_REPORT)
