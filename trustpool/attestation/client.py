@@ -39,7 +39,7 @@ import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from itertools import filterfalse, repeat
+from itertools import filterfalse
 from typing import Any, cast
 
 from trustpool.attestation.answer import Answer
@@ -547,18 +547,26 @@ class AttestationClient:
         if self._native:
             answer = self._checked_answer(result, asked)
         else:
-            if not isinstance(result, dict):
+            if type(result) is not dict:
                 raise AttestationError(
                     f"backend {self._backend_name()} answered with a "
                     f"{type(result).__name__}, not a dict", "malformed")
+            # checked and converted as one copy of the client's own: the
+            # backend may keep the dict it returned and change it later
+            # (from a thread of its own, say), between the check and the
+            # conversion; a plain dict's copy runs no code of the backend
+            result = result.copy()
             reports = list(result.values())
-            if not (asked.issuperset(result)
+            if not (_all_str(result)
+                    and asked.issuperset(result)
                     and not set(map(type, reports)).difference(_HOST_REPORT)
                     and list(map(_HOSTNAME, reports)) == list(result)
                     and not set(map(type, map(_LEVEL, reports))).difference(
                         _TRUST_LEVEL)
-                    and all(map(isinstance, map(_REASON, reports),
-                                repeat(str)))):
+                    and _all_str(map(_REASON, reports))
+                    and _all_str(map(_BACKEND, reports))
+                    and not set(map(type, map(_VTIME, reports))).difference(
+                        _STR_OR_NONE)):
                 self._refuse(result, asked)
             answer = Answer.of_reports(result)
         reasons = answer.reasons
@@ -574,54 +582,79 @@ class AttestationClient:
         return answer
 
     def _checked_answer(self, result: Any, asked: set[str]) -> Answer:
-        """A native backend's :class:`Answer`, if it keeps the contract:
-        only names asked about, the same names in every column, a real
+        """A copy of a native backend's :class:`Answer`, if it keeps the
+        contract: four plain dictionaries, only names asked about (plain
+        strings), the same names in every column, a real
         :class:`TrustLevel` each, a string reason and backend, a string or
-        no time."""
-        problem: str | None
+        no time.
+
+        The copy is checked, kept and handed on, never the backend's own
+        dictionaries: a backend that keeps what it returned and changes it
+        later (the next chunk, a thread of its own, any call the client
+        makes into it) would otherwise change an answer after its check.
+        Plain dictionaries only: a subclass, or any other mapping, can show
+        the check one content and a copy another.
+        """
+        problem: str | None = None
+        answer = Answer()
         if type(result) is not Answer:
             problem = f"a {type(result).__name__}, not an Answer"
+        elif set(map(type, (result.levels, result.reasons, result.vtimes,
+                            result.backends))).difference(_DICT):
+            problem = "columns that are not plain dictionaries"
         else:
-            levels = result.levels
+            # in C, and no code of the backend's runs: plain dictionaries
+            answer.levels = result.levels.copy()
+            answer.reasons = result.reasons.copy()
+            answer.vtimes = result.vtimes.copy()
+            answer.backends = result.backends.copy()
+            levels = answer.levels
             problem = (
+                "a host name that is not a string"
+                if not _all_str(levels) else
                 "hosts that were not asked about"
                 if not asked.issuperset(levels) else
                 "columns that do not hold the same hosts"
-                if not (levels.keys() == result.reasons.keys()
-                        == result.vtimes.keys() == result.backends.keys())
+                if not (levels.keys() == answer.reasons.keys()
+                        == answer.vtimes.keys() == answer.backends.keys())
                 else "a level that is not a trust level"
                 if set(map(type, levels.values())).difference(_TRUST_LEVEL)
                 else "a reason or backend that is not a string"
-                if not (all(map(isinstance, result.reasons.values(),
-                                repeat(str)))
-                        and all(map(isinstance, result.backends.values(),
-                                    repeat(str))))
+                if not (_all_str(answer.reasons.values())
+                        and _all_str(answer.backends.values()))
                 else "a time that is neither a string nor absent"
-                if set(map(type, result.vtimes.values())).difference(
+                if set(map(type, answer.vtimes.values())).difference(
                     _STR_OR_NONE)
                 else None)
         if problem is not None:
             raise AttestationError(
                 f"backend {self._backend_name()} answered with {problem}",
                 "malformed")
-        return cast("Answer", result)
+        return answer
 
     def _refuse(self, result: dict[Any, Any], asked: set[str]) -> None:
         """Raise for the first entry of ``result`` the backend contract
         forbids; a client that acted on it would let one host's answer
         stand for another's, or a look-alike string stand for a level."""
         for name, report in result.items():
-            if name not in asked or type(report) is not HostReport \
+            if type(name) is not str or name not in asked \
+                    or type(report) is not HostReport \
+                    or type(report.hostname) is not str \
                     or report.hostname != name:
+                # masked before it is cut: a secret cut in half could no
+                # longer be recognised
                 raise AttestationError(
                     f"backend {self._backend_name()} answered for "
-                    f"{str(name)[:80]!r}, which was not asked about",
+                    f"{self.redact(name)[:80]!r}, which was not asked about",
                     "malformed")
             if type(report.level) is not TrustLevel or \
-                    not isinstance(report.reason, str):
+                    type(report.reason) is not str or \
+                    type(report.backend) is not str or \
+                    type(report.vtime_text) not in _STR_OR_NONE:
                 raise AttestationError(
                     f"backend {self._backend_name()} gave {name!r} a "
-                    "report without a trust level", "malformed")
+                    "report without a trust level, a reason, a backend "
+                    "and a time or none", "malformed")
         # the checks in C refused what this loop accepts: never used as is
         raise AttestationError(
             f"backend {self._backend_name()} gave an answer that breaks "
@@ -773,7 +806,7 @@ def _merged(answer: Answer, newer: Answer) -> Answer:
     return answer
 
 
-def _all_str(values: Sequence[Any]) -> bool:
+def _all_str(values: Iterable[Any]) -> bool:
     """Whether every value is exactly a ``str`` (a loop in C)."""
     return not set(map(type, values)).difference(_STR)
 
@@ -782,9 +815,12 @@ _STR = (str,)
 _HOST_REPORT = (HostReport,)
 _TRUST_LEVEL = (TrustLevel,)
 _STR_OR_NONE = (str, type(None))
+_DICT = (dict,)
 _HOSTNAME = operator.attrgetter("hostname")
 _LEVEL = operator.attrgetter("level")
 _REASON = operator.attrgetter("reason")
+_BACKEND = operator.attrgetter("backend")
+_VTIME = operator.attrgetter("vtime_text")
 
 
 def _cause_of(exc: BaseException) -> Cause:

@@ -1,0 +1,236 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A backend that breaks the contract after the check, or with objects
+that answer one way to the check and another to the cache, trusts no
+host: the client checks a copy it owns, made of plain dictionaries, and
+keeps and serves nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from trustpool.attestation import (
+    Answer,
+    AttestationBackend,
+    AttestationClient,
+    HostReport,
+    TrustLevel,
+)
+
+from tests.support.clock import Clock
+
+T, U, K = TrustLevel.TRUSTED, TrustLevel.UNTRUSTED, TrustLevel.UNKNOWN
+
+
+class Keeper(AttestationBackend):
+    """A native backend that keeps every Answer it returned and, when the
+    client next calls into it (``describe``, the next chunk), rewrites
+    them: the checked answer says ``untrusted``, the mutated one
+    ``trusted`` (or a host nobody asked about, or a plain string)."""
+
+    name = "keeper"
+    answers_natively = True
+
+    def __init__(self, spoil, max_batch=None):
+        super().__init__(conf=None)
+        self.max_batch = max_batch
+        self.spoil = spoil
+        self.returned: list[Answer] = []
+        self.spoiled = False
+
+    def attest(self, hostnames):
+        raise AssertionError("a native backend is asked for an Answer")
+
+    def attest_answer(self, hostnames):
+        self._spoil_kept()
+        answer = Answer.columns(list(hostnames), [U] * len(hostnames),
+                                ["checked"] * len(hostnames),
+                                [None] * len(hostnames), self.name)
+        self.returned.append(answer)
+        return answer
+
+    def describe(self):
+        self._spoil_kept()
+        return "keeper"
+
+    def _spoil_kept(self):
+        for answer in self.returned:
+            self.spoil(answer)
+            self.spoiled = True
+
+
+def _to_trusted(answer):
+    for name in list(answer.levels):
+        answer.levels[name] = T
+
+
+def _look_alike(answer):
+    for name in list(answer.levels):
+        answer.levels[name] = "trusted"
+
+
+def _stranger(answer):
+    answer.levels["zz"] = T
+    answer.reasons["zz"] = answer.vtimes["zz"] = None
+    answer.backends["zz"] = "keeper"
+
+
+@pytest.mark.parametrize("spoil", [_to_trusted, _look_alike, _stranger],
+                         ids=["to-trusted", "a-string-level", "a-stranger"])
+@pytest.mark.parametrize("max_batch", [None, 1], ids=["one", "chunked"])
+def test_an_answer_mutated_after_the_check_changes_nothing(spoil, max_batch):
+    backend = Keeper(spoil, max_batch)
+    client = AttestationClient(backend, ttl=60, clock=Clock())
+    first = client.trust_in_order(["a", "b"])
+    assert backend.spoiled
+    assert first == [U, U]
+    # "zz", never asked about, is asked now, and answered untrusted
+    for _ in range(2):  # the cold pass, then the warm one from the cache
+        reports = client.levels(["a", "b", "zz"])
+        assert {n: r.level for n, r in reports.items()} == {
+            "a": U, "b": U, "zz": U}
+        assert all(type(r.level) is TrustLevel for r in reports.values())
+        assert client.trust_in_order(["a", "b", "zz"]) == [U, U, U]
+
+
+class _LyingValues(dict):
+    """A dict whose ``values()`` shows a check what it wants to see."""
+
+    def values(self):
+        return [U for _ in self]
+
+
+class _Mapping:
+    """Not a dict: ``keys``/``values``/``__getitem__`` tell two stories."""
+
+    def __init__(self, names):
+        self.names = list(names)
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def keys(self):
+        return dict.fromkeys(self.names).keys()
+
+    def values(self):
+        return [U for _ in self.names]
+
+    def __getitem__(self, name):
+        return T
+
+    def __len__(self):
+        return len(self.names)
+
+
+class _Native(AttestationBackend):
+    name = "native"
+    answers_natively = True
+
+    def __init__(self, make_answer):
+        super().__init__(conf=None)
+        self.make_answer = make_answer
+
+    def attest(self, hostnames):
+        raise AssertionError("a native backend is asked for an Answer")
+
+    def attest_answer(self, hostnames):
+        return self.make_answer(list(hostnames))
+
+
+def _with_levels(kind):
+    def make(names):
+        answer = Answer.columns(names, [T] * len(names), ["ok"] * len(names),
+                                [None] * len(names), "native")
+        answer.levels = kind(names) if kind is _Mapping else kind(
+            answer.levels)
+        return answer
+    return make
+
+
+class _Str(str):
+    pass
+
+
+def _str_subclass_name(names):
+    return Answer.columns([_Str(n) for n in names], [T] * len(names),
+                          ["ok"] * len(names), [None] * len(names), "native")
+
+
+def _str_subclass_reason(names):
+    return Answer.columns(names, [T] * len(names),
+                          [_Str("ok") for _ in names], [None] * len(names),
+                          "native")
+
+
+@pytest.mark.parametrize("make_answer", [
+    _with_levels(_LyingValues), _with_levels(_Mapping),
+    _with_levels(type("PlainSubclass", (dict,), {})),
+    _str_subclass_name, _str_subclass_reason,
+], ids=["lying-values", "not-a-dict", "dict-subclass", "str-subclass-name",
+        "str-subclass-reason"])
+def test_a_native_answer_of_look_alike_containers_trusts_no_host(
+        make_answer):
+    client = AttestationClient(_Native(make_answer), ttl=60, clock=Clock())
+    assert client.trust_in_order(["a", "b"]) == [K, K]
+    reports = client.levels(["a", "b"])
+    assert {r.level for r in reports.values()} == {K}
+    assert "answered with" in reports["a"].reason
+
+
+class _Shifty(dict):
+    """A reports dict whose second reading of ``values()`` gives each
+    host the next host's report: the check reads it once, whatever
+    converts it would read it again."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read = 0
+
+    def values(self):
+        self.read += 1
+        values = list(super().values())
+        return values if self.read == 1 else values[1:] + values[:1]
+
+
+class _Reporting(AttestationBackend):
+    name = "reporting"
+
+    def __init__(self, make_reports):
+        super().__init__(conf=None)
+        self.make_reports = make_reports
+
+    def attest(self, hostnames):
+        return self.make_reports()
+
+
+@pytest.mark.parametrize("make_reports", [
+    lambda: _Shifty({"a": HostReport("a", U, "reporting", "no"),
+                     "b": HostReport("b", T, "reporting", "yes")}),
+    lambda: type("Sub", (dict,), {})(
+        a=HostReport("a", T, "reporting", "yes")),
+    lambda: {"a": HostReport("a", T, None, "yes")},
+    lambda: {"a": HostReport("a", T, "reporting", "yes", 12)},
+    lambda: {_Str("a"): HostReport(_Str("a"), T, "reporting", "yes")},
+    lambda: {"a": HostReport("a", T, "reporting", _Str("yes"))},
+], ids=["shifting-values", "dict-subclass", "backend-not-a-string",
+        "vtime-not-a-string", "str-subclass-name", "str-subclass-reason"])
+def test_reports_of_look_alike_containers_trust_no_host(make_reports):
+    client = AttestationClient(_Reporting(make_reports), ttl=60,
+                               clock=Clock())
+    reports = client.levels(["a", "b"])
+    assert {n: r.level for n, r in reports.items()} == {"a": K, "b": K}
+    assert client.trust_in_order(["a", "b"]) == [K, K]
+
+
+def test_a_stranger_named_after_the_secret_shows_none_of_it():
+    """The name of a host nobody asked about is masked before it is cut
+    for the message: cut first, a secret's first characters would show
+    and no longer be recognised as the secret."""
+    secret = "s3cr3t-blob-0123456789abcdef"
+    name = "x" * 70 + secret
+    backend = _Reporting(lambda: {name: HostReport(name, T, "reporting",
+                                                   "yes")})
+    backend.secrets = (secret,)
+    client = AttestationClient(backend, ttl=60, clock=Clock())
+    reason = client.level("a").reason
+    assert "not asked about" in reason
+    assert secret[:6] not in reason
