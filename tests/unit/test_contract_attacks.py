@@ -12,6 +12,7 @@ from trustpool.attestation import (
     Answer,
     AttestationBackend,
     AttestationClient,
+    AttestationError,
     HostReport,
     TrustLevel,
 )
@@ -234,3 +235,42 @@ def test_a_stranger_named_after_the_secret_shows_none_of_it():
     reason = client.level("a").reason
     assert "not asked about" in reason
     assert secret[:6] not in reason
+
+
+class _Slow(AttestationBackend):
+    """Answers every host ``trusted``, ``takes`` seconds of the clock a
+    call, one host a call."""
+
+    name = "slow"
+    max_batch = 1
+
+    def __init__(self, clock, takes):
+        super().__init__(conf=None)
+        self.clock = clock
+        self.takes = takes
+        self.down = False
+
+    def attest(self, hostnames):
+        if self.down:
+            raise AttestationError("the service is down", "connect")
+        self.clock.advance(self.takes)
+        return {n: HostReport(n, T, self.name, "ok") for n in hostnames}
+
+
+def test_a_chunked_answer_expires_a_ttl_after_its_first_part_arrived():
+    """One deadline for the whole answer, from its first chunk's arrival:
+    the answer for ``a`` is never served longer than the TTL after it
+    arrived, however long the chunks after it take."""
+    clock = Clock()
+    backend = _Slow(clock, 30)
+    client = AttestationClient(backend, ttl=60, clock=clock)
+    start = clock.now
+    assert client.trust_in_order(["a", "b", "c"]) == [T, T, T]
+    assert clock.now == start + 90  # "a" arrived at start + 30
+    clock.now = start + 30 + 60 - 0.5
+    assert client.stats.backend_calls == 3
+    assert client.trust_in_order(["a"]) == [T]  # still fresh, from cache
+    assert client.stats.backend_calls == 3
+    backend.down = True
+    clock.now = start + 30 + 60 + 0.5
+    assert client.trust_in_order(["a"]) == [K]

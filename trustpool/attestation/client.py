@@ -476,8 +476,9 @@ class AttestationClient:
         # an invalidate() while the backend is asked makes this answer one
         # from before it: the caller may use it, the cache must not keep it
         epoch = self._cache.epoch
+        arrived: list[float] = []
         try:
-            answered = self._ask_backend(names)
+            answered = self._ask_backend(names, arrived)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
             message = self._describe(exc)
             now = self._clock()
@@ -493,11 +494,18 @@ class AttestationClient:
         self._failure = None
         reports = self._with_unmentioned(names, answered)
         # One arrival time for the whole answer: stamped one by one, the
-        # entries would expire apart and be refreshed in fragments.
-        self._cache.store(reports, self._clock(), epoch)
+        # entries would expire apart and be refreshed in fragments. The
+        # first chunk's: no part of the answer is kept longer than the TTL
+        # after it arrived, however long the chunks after it took.
+        self._cache.store(reports, arrived[0] if arrived else self._clock(),
+                          epoch)
         return reports
 
-    def _ask_backend(self, names: list[str]) -> Answer:
+    def _ask_backend(self, names: list[str],
+                     arrived: list[float] | None = None) -> Answer:
+        """The backend's checked answer for ``names``, in as few chunks as
+        its ``max_batch`` allows; the clock at the first chunk's arrival
+        is appended to ``arrived``."""
         size = self.backend.max_batch or len(names)
         answered = Answer()
         start = time.monotonic()
@@ -506,6 +514,8 @@ class AttestationClient:
             self.stats.backend_calls += 1
             self.stats.hosts_asked += len(chunk)
             answered = _merged(answered, self._observed_exchange(chunk))
+            if arrived is not None and not arrived:
+                arrived.append(self._clock())
         LOG.debug("Asked %s about %d host(s) in %.3fs",
                   self.backend.describe(), len(names),
                   time.monotonic() - start)
