@@ -274,3 +274,93 @@ def test_a_chunked_answer_expires_a_ttl_after_its_first_part_arrived():
     backend.down = True
     clock.now = start + 30 + 60 + 0.5
     assert client.trust_in_order(["a"]) == [K]
+
+
+class _Unreadable:
+    """A sequence of names that cannot be read."""
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        raise ValueError("names broke")
+
+    def __iter__(self):
+        raise ValueError("names broke")
+
+
+class _Touchy(str):
+    """A name whose own methods raise."""
+
+    def __len__(self):
+        raise ValueError("len broke")
+
+    def __bool__(self):
+        raise ValueError("bool broke")
+
+
+class _Trusting(AttestationBackend):
+    name = "trusting"
+
+    def __init__(self):
+        super().__init__(conf=None)
+        self.asked: list[list[str]] = []
+
+    def attest(self, hostnames):
+        self.asked.append(list(hostnames))
+        return {n: HostReport(n, T, self.name, "ok") for n in hostnames}
+
+
+@pytest.mark.parametrize("hostnames", [_Unreadable(), None, 5],
+                         ids=["unreadable", "None", "an-int"])
+def test_names_that_cannot_be_read_raise_nothing(hostnames):
+    client = AttestationClient(_Trusting(), ttl=60, clock=Clock())
+    assert client.trust_in_order(hostnames) == []
+    assert client.levels_in_order(hostnames) == []
+
+
+def test_an_iterator_of_names_is_read_once_and_an_odd_entry_is_none():
+    client = AttestationClient(_Trusting(), ttl=60, clock=Clock())
+    assert client.trust_in_order(iter([["unhashable"], "a"])) == [None, T]
+    assert [r and r.level for r in client.levels_in_order(
+        iter([["unhashable"], "b"]))] == [None, T]
+
+
+def test_a_name_whose_methods_raise_is_asked_about_as_its_string():
+    backend = _Trusting()
+    client = AttestationClient(backend, ttl=60, clock=Clock())
+    assert client.trust_in_order([_Touchy("a"), None, "b"]) == [T, None, T]
+    assert [r and r.level for r in client.levels_in_order(
+        [_Touchy("c"), ""])] == [T, None]
+    assert all(type(n) is str for names in backend.asked for n in names)
+
+
+def test_a_str_subclass_name_is_answered_as_its_plain_string():
+    backend = _Trusting()
+    client = AttestationClient(backend, ttl=60, clock=Clock())
+    assert client.levels([_Str("a"), "a"])["a"].level is T
+    assert client.attest_uncached([_Str("b")])["b"].level is T
+    assert backend.asked == [["a"], ["b"]]
+    assert all(type(n) is str for names in backend.asked for n in names)
+
+
+class _Reordering(list):
+    """A list of names that reads backwards after its first reading."""
+
+    def __init__(self, names):
+        super().__init__(names)
+        self.readings = 0
+
+    def __iter__(self):
+        self.readings += 1
+        names = list(list.__iter__(self))
+        return iter(names if self.readings == 1 else names[::-1])
+
+
+def test_the_levels_are_in_the_order_of_one_reading_of_the_names():
+    backend = _Reporting(lambda: {
+        "a": HostReport("a", T, "reporting", "ok"),
+        "b": HostReport("b", U, "reporting", "no")})
+    client = AttestationClient(backend, ttl=60, clock=Clock())
+    assert client.trust_in_order(["a", "b"]) == [T, U]  # now cached
+    assert client.trust_in_order(_Reordering(["a", "b"])) == [T, U]

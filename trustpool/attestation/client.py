@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from itertools import filterfalse
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from trustpool.attestation.answer import Answer
 from trustpool.attestation.backends import AttestationBackend
@@ -59,6 +59,7 @@ __all__ = ["WAIT_MARGIN", "AttestationClient", "ClientStats", "Observer"]
 Observer = Callable[[float, "Cause | None"], None]
 
 LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Upper bound on cached hosts; far above any Nova cell, it only guards
 #: memory against a caller that invents names.
@@ -186,12 +187,11 @@ class AttestationClient:
 
         Never raises: hosts whose trust cannot be established, for any
         reason at all, are ``unknown``, with the reason in the report.
-        Names that are not strings get no report (and so never pass).
+        Names that are not strings get no report (and so never pass); a
+        subclass of ``str`` is asked about as its plain string.
         """
         try:
-            names = list(dict.fromkeys(hostnames))
-            if not _all_str(names):
-                names = [n for n in names if isinstance(n, str)]
+            names = _distinct_names(hostnames)
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
             self._log_unexpected("reading the host names", exc)
             return {}
@@ -236,6 +236,9 @@ class AttestationClient:
         anything that goes wrong makes the hosts ``unknown``.
         """
         try:
+            if type(hostnames) is not list:
+                # read once: the levels are in the order of that one reading
+                hostnames = list(hostnames)
             plain = _all_str(hostnames) and "" not in hostnames
             names = cast("list[str]", hostnames)  # if plain: checked
             if plain and self.max_report_age <= 0:
@@ -253,14 +256,12 @@ class AttestationClient:
                     return found  # type: ignore[return-value]
             if plain:
                 return list(map(self._answer_for(names).levels.get, names))
-            levels = self._answer_for(
-                [n for n in hostnames if isinstance(n, str) and n]).levels
-            return [levels.get(n) if isinstance(n, str) and n else None
-                    for n in hostnames]
+            in_order = _names_in_order(hostnames)
+            levels = self._answer_for(list(filter(None, in_order))).levels
+            return [None if n is None else levels.get(n) for n in in_order]
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
             self._log_unexpected("attestation", exc)
-            return [TrustLevel.UNKNOWN if isinstance(n, str) and n else None
-                    for n in hostnames]
+            return _each_name(hostnames, _unknown_level)
 
     def levels_in_order(self, hostnames: Sequence[str | None]
                         ) -> list[HostReport | None]:
@@ -271,14 +272,14 @@ class AttestationClient:
         raises.
         """
         try:
-            names = [n for n in hostnames if isinstance(n, str) and n]
-            return self._answer_for(names).reports_in_order(hostnames)
+            in_order = _names_in_order(hostnames)
+            return self._answer_for(list(filter(None, in_order))
+                                    ).reports_in_order(in_order)
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
             reason = self._log_unexpected("attestation", exc)
             backend = self._backend_name()
-            return [HostReport(n, TrustLevel.UNKNOWN, backend, reason)
-                    if isinstance(n, str) and n else None
-                    for n in hostnames]
+            return _each_name(hostnames, lambda n: HostReport(
+                n, TrustLevel.UNKNOWN, backend, reason))
 
     def _answer_for(self, names: Sequence[str]) -> Answer:
         """:meth:`_levels` for ``names`` (strings, maybe repeated), every
@@ -307,7 +308,7 @@ class AttestationClient:
             this method raises; its message is redacted).
         """
         try:
-            names = list(dict.fromkeys(hostnames))
+            names = _distinct_names(hostnames)
             answered = self._ask_backend(names)
             reports = self._with_unmentioned(names, answered).reports()
             if self.max_report_age > 0:
@@ -819,6 +820,44 @@ def _merged(answer: Answer, newer: Answer) -> Answer:
 def _all_str(values: Iterable[Any]) -> bool:
     """Whether every value is exactly a ``str`` (a loop in C)."""
     return not set(map(type, values)).difference(_STR)
+
+
+def _distinct_names(hostnames: Iterable[Any]) -> list[str]:
+    """The strings of ``hostnames``, each once, in order, as plain
+    strings: a backend is asked about plain strings only, and must
+    answer with them (a subclass can compare equal to a name it does not
+    spell)."""
+    names = list(dict.fromkeys(hostnames))
+    if _all_str(names):
+        return names
+    return list(dict.fromkeys(
+        str.__str__(n) for n in names if isinstance(n, str)))
+
+
+def _names_in_order(hostnames: Iterable[Any]) -> list[str | None]:
+    """Each entry of ``hostnames`` as a plain, non-empty string, or
+    ``None`` where it is none; no method of the entries is called."""
+    return [str.__str__(n) if isinstance(n, str) and str.__len__(n)
+            else None for n in hostnames]
+
+
+def _each_name(hostnames: Iterable[Any], make: Callable[[str], _T]
+               ) -> list[_T | None]:
+    """``make(name)`` for each name of ``hostnames`` (see
+    :func:`_names_in_order`), ``None`` for the other entries; an empty list
+    when ``hostnames`` itself cannot be read (what the caller zips it
+    with then passes nothing). Never raises: the outermost boundaries'
+    answer when something went wrong."""
+    try:
+        return [None if n is None else make(n)
+                for n in _names_in_order(hostnames)]
+    except Exception:  # noqa: BLE001 - the answer of a boundary
+        return []
+
+
+def _unknown_level(name: str) -> TrustLevel:
+    return TrustLevel.UNKNOWN
+
 
 
 _STR = (str,)
