@@ -364,3 +364,23 @@ def test_the_levels_are_in_the_order_of_one_reading_of_the_names():
     client = AttestationClient(backend, ttl=60, clock=Clock())
     assert client.trust_in_order(["a", "b"]) == [T, U]  # now cached
     assert client.trust_in_order(_Reordering(["a", "b"])) == [T, U]
+
+
+@pytest.mark.parametrize("back_to", [1030.0, float("-inf")])
+def test_a_clock_that_goes_back_never_serves_an_answer_longer(back_to):
+    """A clock that goes back (a caller's own, or -inf) does not make an
+    expired answer fresh again: the client never reads its clock earlier
+    than it already did."""
+    clock = Clock(1000.0)
+    backend = _Slow(clock, 0)
+    backend.max_batch = None
+    client = AttestationClient(backend, ttl=60, clock=clock)
+    assert client.trust_in_order(["a"]) == [T]      # until 1060
+    backend.down = True
+    clock.now = 1059.5
+    assert client.trust_in_order(["a"]) == [T]
+    clock.now = 1060.5
+    assert client.trust_in_order(["a"]) == [K]
+    clock.now = back_to
+    assert client.trust_in_order(["a"]) == [K]
+    assert client.levels(["a"])["a"].level is K

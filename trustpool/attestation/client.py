@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 import operator
 import threading
 import time
@@ -155,7 +156,7 @@ class AttestationClient:
         self.ttl = ttl
         self.failure_retry_interval = failure_retry_interval
         self.max_report_age = max_report_age
-        self._clock = clock
+        self._clock = _Forward(clock)
         self._wall_clock = wall_clock
         self._cache = ReportCache(ttl, max_hosts)
         self._refresh_lock = threading.Lock()
@@ -805,6 +806,31 @@ class AttestationClient:
                 f"the {skew:g}s of clock skew allowed with max_report_age); "
                 f"it said {report.level.value!r}")
         return report
+
+
+class _Forward:
+    """``clock``, never going back: a reading earlier than one already
+    given is given as that one (NaN is passed on: nothing is fresh at a
+    NaN time, and nothing is kept).
+
+    Every deadline is a time on this clock; one that went back would serve
+    an answer for longer than the TTL after it arrived. The monotonic
+    clock does not go back, a clock a caller passes might.
+    """
+
+    __slots__ = ("_clock", "_latest")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._latest = -math.inf
+
+    def __call__(self) -> float:
+        now = self._clock()
+        latest = self._latest
+        if now > latest:
+            self._latest = now
+            return now
+        return latest if now < latest else now
 
 
 def _merged(answer: Answer, newer: Answer) -> Answer:
