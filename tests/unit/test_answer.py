@@ -129,8 +129,13 @@ class _Reporting(AttestationBackend):
 
 
 def test_reports_are_checked_and_used_from_one_snapshot():
-    """A dict subclass whose values change between looks: what is used is
-    what was checked."""
+    """A dict subclass whose values change between looks is refused (only
+    a plain dict is copied without running the backend's code), and a
+    plain dict is used as it was checked."""
     answer = _TwoFaced({"a": HostReport("a", U, "reporting", "no")})
     client = AttestationClient(_Reporting(answer), ttl=60, clock=Clock())
-    assert client.trust_in_order(["a"]) == [U]
+    assert client.trust_in_order(["a"]) == [K]
+    assert "not a dict" in client.level("a").reason
+    plain = AttestationClient(_Reporting(
+        {"a": HostReport("a", U, "reporting", "no")}), ttl=60, clock=Clock())
+    assert plain.trust_in_order(["a"]) == [U]

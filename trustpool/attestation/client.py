@@ -35,12 +35,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from itertools import filterfalse, repeat
-from typing import Any, cast
+from itertools import filterfalse
+from typing import Any, TypeVar, cast
 
 from trustpool.attestation.answer import Answer
 from trustpool.attestation.backends import AttestationBackend
@@ -59,6 +60,7 @@ __all__ = ["WAIT_MARGIN", "AttestationClient", "ClientStats", "Observer"]
 Observer = Callable[[float, "Cause | None"], None]
 
 LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Upper bound on cached hosts; far above any Nova cell, it only guards
 #: memory against a caller that invents names.
@@ -154,7 +156,7 @@ class AttestationClient:
         self.ttl = ttl
         self.failure_retry_interval = failure_retry_interval
         self.max_report_age = max_report_age
-        self._clock = clock
+        self._clock = _Forward(clock)
         self._wall_clock = wall_clock
         self._cache = ReportCache(ttl, max_hosts)
         self._refresh_lock = threading.Lock()
@@ -187,12 +189,11 @@ class AttestationClient:
 
         Never raises: hosts whose trust cannot be established, for any
         reason at all, are ``unknown``, with the reason in the report.
-        Names that are not strings get no report (and so never pass).
+        Names that are not strings get no report (and so never pass); a
+        subclass of ``str`` is asked about as its plain string.
         """
         try:
-            names = list(dict.fromkeys(hostnames))
-            if not _all_str(names):
-                names = [n for n in names if isinstance(n, str)]
+            names = _distinct_names(hostnames)
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
             self._log_unexpected("reading the host names", exc)
             return {}
@@ -237,6 +238,9 @@ class AttestationClient:
         anything that goes wrong makes the hosts ``unknown``.
         """
         try:
+            if type(hostnames) is not list:
+                # read once: the levels are in the order of that one reading
+                hostnames = list(hostnames)
             plain = _all_str(hostnames) and "" not in hostnames
             names = cast("list[str]", hostnames)  # if plain: checked
             if plain and self.max_report_age <= 0:
@@ -254,14 +258,12 @@ class AttestationClient:
                     return found  # type: ignore[return-value]
             if plain:
                 return list(map(self._answer_for(names).levels.get, names))
-            levels = self._answer_for(
-                [n for n in hostnames if isinstance(n, str) and n]).levels
-            return [levels.get(n) if isinstance(n, str) and n else None
-                    for n in hostnames]
+            in_order = _names_in_order(hostnames)
+            levels = self._answer_for(list(filter(None, in_order))).levels
+            return [None if n is None else levels.get(n) for n in in_order]
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
             self._log_unexpected("attestation", exc)
-            return [TrustLevel.UNKNOWN if isinstance(n, str) and n else None
-                    for n in hostnames]
+            return _each_name(hostnames, _unknown_level)
 
     def levels_in_order(self, hostnames: Sequence[str | None]
                         ) -> list[HostReport | None]:
@@ -272,14 +274,14 @@ class AttestationClient:
         raises.
         """
         try:
-            names = [n for n in hostnames if isinstance(n, str) and n]
-            return self._answer_for(names).reports_in_order(hostnames)
+            in_order = _names_in_order(hostnames)
+            return self._answer_for(list(filter(None, in_order))
+                                    ).reports_in_order(in_order)
         except Exception as exc:  # noqa: BLE001 - the outermost boundary
             reason = self._log_unexpected("attestation", exc)
             backend = self._backend_name()
-            return [HostReport(n, TrustLevel.UNKNOWN, backend, reason)
-                    if isinstance(n, str) and n else None
-                    for n in hostnames]
+            return _each_name(hostnames, lambda n: HostReport(
+                n, TrustLevel.UNKNOWN, backend, reason))
 
     def _answer_for(self, names: Sequence[str]) -> Answer:
         """:meth:`_levels` for ``names`` (strings, maybe repeated), every
@@ -308,7 +310,7 @@ class AttestationClient:
             this method raises; its message is redacted).
         """
         try:
-            names = list(dict.fromkeys(hostnames))
+            names = _distinct_names(hostnames)
             answered = self._ask_backend(names)
             reports = self._with_unmentioned(names, answered).reports()
             if self.max_report_age > 0:
@@ -480,8 +482,9 @@ class AttestationClient:
         # an invalidate() while the backend is asked makes this answer one
         # from before it: the caller may use it, the cache must not keep it
         epoch = self._cache.epoch
+        arrived: list[float] = []
         try:
-            answered = self._ask_backend(names)
+            answered = self._ask_backend(names, arrived)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
             message = self._describe(exc)
             now = self._clock()
@@ -497,11 +500,18 @@ class AttestationClient:
         self._failure = None
         reports = self._with_unmentioned(names, answered)
         # One arrival time for the whole answer: stamped one by one, the
-        # entries would expire apart and be refreshed in fragments.
-        self._cache.store(reports, self._clock(), epoch)
+        # entries would expire apart and be refreshed in fragments. The
+        # first chunk's: no part of the answer is kept longer than the TTL
+        # after it arrived, however long the chunks after it took.
+        self._cache.store(reports, arrived[0] if arrived else self._clock(),
+                          epoch)
         return reports
 
-    def _ask_backend(self, names: list[str]) -> Answer:
+    def _ask_backend(self, names: list[str],
+                     arrived: list[float] | None = None) -> Answer:
+        """The backend's checked answer for ``names``, in as few chunks as
+        its ``max_batch`` allows; the clock at the first chunk's arrival
+        is appended to ``arrived``."""
         size = self.backend.max_batch or len(names)
         answered = Answer()
         start = time.monotonic()
@@ -510,6 +520,8 @@ class AttestationClient:
             self.stats.backend_calls += 1
             self.stats.hosts_asked += len(chunk)
             answered = _merged(answered, self._observed_exchange(chunk))
+            if arrived is not None and not arrived:
+                arrived.append(self._clock())
         LOG.debug("Asked %s about %d host(s) in %.3fs",
                   self.backend.describe(), len(names),
                   time.monotonic() - start)
@@ -551,21 +563,26 @@ class AttestationClient:
         if self._native:
             answer = self._checked_answer(result, asked)
         else:
-            if not isinstance(result, dict):
+            if type(result) is not dict:
                 raise AttestationError(
                     f"backend {self._backend_name()} answered with a "
                     f"{type(result).__name__}, not a dict", "malformed")
-            # one snapshot, checked and then used: a subclass's methods
-            # could answer the checks one way and the conversion another
-            result = dict(result)
+            # checked and converted as one copy of the client's own: the
+            # backend may keep the dict it returned and change it later
+            # (from a thread of its own, say), between the check and the
+            # conversion; a plain dict's copy runs no code of the backend
+            result = result.copy()
             reports = list(result.values())
-            if not (asked.issuperset(result)
+            if not (_all_str(result)
+                    and asked.issuperset(result)
                     and not set(map(type, reports)).difference(_HOST_REPORT)
                     and list(map(_HOSTNAME, reports)) == list(result)
                     and not set(map(type, map(_LEVEL, reports))).difference(
                         _TRUST_LEVEL)
-                    and all(map(isinstance, map(_REASON, reports),
-                                repeat(str)))):
+                    and _all_str(map(_REASON, reports))
+                    and _all_str(map(_BACKEND, reports))
+                    and not set(map(type, map(_VTIME, reports))).difference(
+                        _STR_OR_NONE)):
                 self._refuse(result, asked)
             answer = Answer.of_reports(result)
         reasons = answer.reasons
@@ -581,58 +598,79 @@ class AttestationClient:
         return answer
 
     def _checked_answer(self, result: Any, asked: set[str]) -> Answer:
-        """A native backend's :class:`Answer`, if it keeps the contract:
-        only names asked about, the same names in every column, a real
+        """A copy of a native backend's :class:`Answer`, if it keeps the
+        contract: four plain dictionaries, only names asked about (plain
+        strings), the same names in every column, a real
         :class:`TrustLevel` each, a string reason and backend, a string or
-        no time."""
-        problem: str | None
+        no time.
+
+        The copy is checked, kept and handed on, never the backend's own
+        dictionaries: a backend that keeps what it returned and changes it
+        later (the next chunk, a thread of its own, any call the client
+        makes into it) would otherwise change an answer after its check.
+        Plain dictionaries only: a subclass, or any other mapping, can show
+        the check one content and a copy another.
+        """
+        problem: str | None = None
+        answer = Answer()
         if type(result) is not Answer:
             problem = f"a {type(result).__name__}, not an Answer"
         elif set(map(type, (result.levels, result.reasons, result.vtimes,
                             result.backends))).difference(_DICT):
-            # a subclass could answer a look-up with anything it likes
             problem = "columns that are not plain dictionaries"
         else:
-            levels = result.levels
+            # in C, and no code of the backend's runs: plain dictionaries
+            answer.levels = result.levels.copy()
+            answer.reasons = result.reasons.copy()
+            answer.vtimes = result.vtimes.copy()
+            answer.backends = result.backends.copy()
+            levels = answer.levels
             problem = (
+                "a host name that is not a string"
+                if not _all_str(levels) else
                 "hosts that were not asked about"
                 if not asked.issuperset(levels) else
                 "columns that do not hold the same hosts"
-                if not (levels.keys() == result.reasons.keys()
-                        == result.vtimes.keys() == result.backends.keys())
+                if not (levels.keys() == answer.reasons.keys()
+                        == answer.vtimes.keys() == answer.backends.keys())
                 else "a level that is not a trust level"
                 if set(map(type, levels.values())).difference(_TRUST_LEVEL)
                 else "a reason or backend that is not a string"
-                if not (all(map(isinstance, result.reasons.values(),
-                                repeat(str)))
-                        and all(map(isinstance, result.backends.values(),
-                                    repeat(str))))
+                if not (_all_str(answer.reasons.values())
+                        and _all_str(answer.backends.values()))
                 else "a time that is neither a string nor absent"
-                if set(map(type, result.vtimes.values())).difference(
+                if set(map(type, answer.vtimes.values())).difference(
                     _STR_OR_NONE)
                 else None)
         if problem is not None:
             raise AttestationError(
                 f"backend {self._backend_name()} answered with {problem}",
                 "malformed")
-        return cast("Answer", result)
+        return answer
 
     def _refuse(self, result: dict[Any, Any], asked: set[str]) -> None:
         """Raise for the first entry of ``result`` the backend contract
         forbids; a client that acted on it would let one host's answer
         stand for another's, or a look-alike string stand for a level."""
         for name, report in result.items():
-            if name not in asked or type(report) is not HostReport \
+            if type(name) is not str or name not in asked \
+                    or type(report) is not HostReport \
+                    or type(report.hostname) is not str \
                     or report.hostname != name:
+                # masked before it is cut: a secret cut in half could no
+                # longer be recognised
                 raise AttestationError(
                     f"backend {self._backend_name()} answered for "
-                    f"{str(name)[:80]!r}, which was not asked about",
+                    f"{self.redact(name)[:80]!r}, which was not asked about",
                     "malformed")
             if type(report.level) is not TrustLevel or \
-                    not isinstance(report.reason, str):
+                    type(report.reason) is not str or \
+                    type(report.backend) is not str or \
+                    type(report.vtime_text) not in _STR_OR_NONE:
                 raise AttestationError(
                     f"backend {self._backend_name()} gave {name!r} a "
-                    "report without a trust level", "malformed")
+                    "report without a trust level, a reason, a backend "
+                    "and a time or none", "malformed")
         # the checks in C refused what this loop accepts: never used as is
         raise AttestationError(
             f"backend {self._backend_name()} gave an answer that breaks "
@@ -773,6 +811,31 @@ class AttestationClient:
         return report
 
 
+class _Forward:
+    """``clock``, never going back: a reading earlier than one already
+    given is given as that one (NaN is passed on: nothing is fresh at a
+    NaN time, and nothing is kept).
+
+    Every deadline is a time on this clock; one that went back would serve
+    an answer for longer than the TTL after it arrived. The monotonic
+    clock does not go back, a clock a caller passes might.
+    """
+
+    __slots__ = ("_clock", "_latest")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._latest = -math.inf
+
+    def __call__(self) -> float:
+        now = self._clock()
+        latest = self._latest
+        if now > latest:
+            self._latest = now
+            return now
+        return latest if now < latest else now
+
+
 def _merged(answer: Answer, newer: Answer) -> Answer:
     """``answer`` updated with ``newer``, or ``newer`` itself when
     ``answer`` is empty (a cold pass: no copy of 10,000 entries). Both
@@ -783,9 +846,47 @@ def _merged(answer: Answer, newer: Answer) -> Answer:
     return answer
 
 
-def _all_str(values: Sequence[Any]) -> bool:
+def _all_str(values: Iterable[Any]) -> bool:
     """Whether every value is exactly a ``str`` (a loop in C)."""
     return not set(map(type, values)).difference(_STR)
+
+
+def _distinct_names(hostnames: Iterable[Any]) -> list[str]:
+    """The strings of ``hostnames``, each once, in order, as plain
+    strings: a backend is asked about plain strings only, and must
+    answer with them (a subclass can compare equal to a name it does not
+    spell)."""
+    names = list(dict.fromkeys(hostnames))
+    if _all_str(names):
+        return names
+    return list(dict.fromkeys(
+        str.__str__(n) for n in names if isinstance(n, str)))
+
+
+def _names_in_order(hostnames: Iterable[Any]) -> list[str | None]:
+    """Each entry of ``hostnames`` as a plain, non-empty string, or
+    ``None`` where it is none; no method of the entries is called."""
+    return [str.__str__(n) if isinstance(n, str) and str.__len__(n)
+            else None for n in hostnames]
+
+
+def _each_name(hostnames: Iterable[Any], make: Callable[[str], _T]
+               ) -> list[_T | None]:
+    """``make(name)`` for each name of ``hostnames`` (see
+    :func:`_names_in_order`), ``None`` for the other entries; an empty list
+    when ``hostnames`` itself cannot be read (what the caller zips it
+    with then passes nothing). Never raises: the outermost boundaries'
+    answer when something went wrong."""
+    try:
+        return [None if n is None else make(n)
+                for n in _names_in_order(hostnames)]
+    except Exception:  # noqa: BLE001 - the answer of a boundary
+        return []
+
+
+def _unknown_level(name: str) -> TrustLevel:
+    return TrustLevel.UNKNOWN
+
 
 
 _STR = (str,)
@@ -796,6 +897,8 @@ _DICT = (dict,)
 _HOSTNAME = operator.attrgetter("hostname")
 _LEVEL = operator.attrgetter("level")
 _REASON = operator.attrgetter("reason")
+_BACKEND = operator.attrgetter("backend")
+_VTIME = operator.attrgetter("vtime_text")
 
 
 def _cause_of(exc: BaseException) -> Cause:

@@ -192,16 +192,21 @@ def parse_poll_answer(data: Any, asked: Sequence[str],
         One bad entry spoils the whole answer: a server that gets the
         protocol wrong cannot be trusted on the other hosts either.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("hosts"), list):
+    hosts = data.get("hosts") if isinstance(data, dict) else None
+    if not isinstance(hosts, list):
         raise AttestationError(
             "PollHosts answer is not an object with a 'hosts' list",
             "malformed")
+    if type(hosts) is not list:
+        # one reading, which both readers below then read: a list of
+        # another type can iterate differently each time (JSON makes
+        # plain lists; this function is public)
+        hosts = list(hosts)
     wanted = set(asked)
-    fast = _parse_common(data["hosts"], wanted, backend)
+    fast = _parse_common(hosts, wanted, backend)
     if fast is not None:
         return fast
-    return Answer.of_reports(
-        _parse_entry_by_entry(data["hosts"], wanted, backend))
+    return Answer.of_reports(_parse_entry_by_entry(hosts, wanted, backend))
 
 
 def _parse_common(entries: list[Any], wanted: set[str], backend: str
@@ -257,11 +262,14 @@ def _parse_entry_by_entry(entries: list[Any], wanted: set[str],
                 "malformed")
         name = entry.get("host_name")
         raw_level = entry.get("trust_lvl")
-        if not isinstance(name, str) or not name:
+        # plain strings only, as JSON makes them: a subclass of str can
+        # compare equal to a host asked about, or fold to a level, while
+        # it spells another
+        if type(name) is not str or not name:
             raise AttestationError(
                 f"PollHosts answer: hosts[{index}].host_name is not a "
                 f"non-empty string: {_short(name)}", "malformed")
-        if not isinstance(raw_level, str):
+        if type(raw_level) is not str:
             raise AttestationError(
                 f"PollHosts answer: hosts[{index}] ({name!r}) has no "
                 f"string trust_lvl: {_short(raw_level)}", "malformed")
@@ -281,7 +289,7 @@ def _parse_entry_by_entry(entries: list[Any], wanted: set[str],
                                     entry.get("vtime"), backend)
             continue
         vtime = entry.get("vtime")
-        if not (isinstance(vtime, str) and vtime):
+        if not (type(vtime) is str and vtime):
             vtime = None
         reports[name] = _new_report((name, *known, vtime))
     if strangers:
@@ -315,7 +323,7 @@ def _report(name: str, level: str, raw_vtime: Any,
     # vtime is kept as sent and parsed only when someone looks at it (the
     # optional age check, operators' tools): an answer for 10,000 hosts
     # would otherwise spend most of its handling time parsing dates.
-    vtime = raw_vtime if isinstance(raw_vtime, str) and raw_vtime else None
+    vtime = raw_vtime if type(raw_vtime) is str and raw_vtime else None
     return HostReport(name, trust, backend, _REASONS[level], vtime)
 
 
