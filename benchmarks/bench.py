@@ -35,6 +35,8 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
+from typing import Any
 from unittest import mock
 
 import requests
@@ -194,31 +196,25 @@ def cold_pass(pki: dict, workdir: pathlib.Path, size: int) -> None:
 
         bare_calls = []
 
-        def bare() -> None:
-            # the floor: the same request on a new connection (as a cold
-            # filter makes it), the same answer decoded, nothing checked
-            bare_calls.append(1)
-            with requests.Session() as session:
-                response = session.post(server.url, json=payload,
-                                        headers=headers,
-                                        verify=str(pki["ca"].cert_path),
-                                        timeout=30)
-                response.raise_for_status()
-                assert len(json.loads(response.content)["hosts"]) == \
-                    size // 2
+        def floor(decode: Callable[[bytes], Any]) -> Callable[[], None]:
+            """The same request on a new connection (as a cold filter
+            makes it), the same answer decoded by ``decode``, nothing
+            checked: ``json.loads`` is the floor; trustpool's strict JSON
+            is what any reader that refuses a key twice in one object
+            pays before it reads a single host."""
+            def run() -> None:
+                bare_calls.append(1)
+                with requests.Session() as session:
+                    response = session.post(server.url, json=payload,
+                                            headers=headers,
+                                            verify=str(pki["ca"].cert_path),
+                                            timeout=30)
+                    response.raise_for_status()
+                    assert len(decode(response.content)["hosts"]) == \
+                        size // 2
+            return run
 
-        def strict() -> None:
-            # the floor with strict JSON: what any reader that refuses a
-            # key twice in one object pays before it reads a single host
-            with requests.Session() as session:
-                response = session.post(server.url, json=payload,
-                                        headers=headers,
-                                        verify=str(pki["ca"].cert_path),
-                                        timeout=30)
-                response.raise_for_status()
-                assert len(loads_strict(response.content)["hosts"]) == \
-                    size // 2
-            bare_calls.append(1)
+        bare, strict = floor(json.loads), floor(loads_strict)
 
         # Filters are built outside the timing (once per scheduler in
         # real life); each timed pass starts from an empty cache.
