@@ -121,6 +121,8 @@ class OATBackend(AttestationBackend):
     """OpenAttestation 1.x, 1.5+, 2.x and Mt. Wilson PollHosts."""
 
     name = "oat"
+    #: :meth:`attest_answer` builds the answer's columns directly
+    answers_natively = True
     CONFIG_OPTS = [(GROUP, SERVER_OPTS + TRANSPORT_OPTS)]
     FILE_OPTS = [(GROUP, "attestation_server_ca_file", "ca"),
                  (GROUP, "client_cert_file", "cert"),
@@ -159,8 +161,6 @@ class OATBackend(AttestationBackend):
 
     def close(self) -> None:
         self._http.close()
-
-    answers_natively = True
 
     def attest(self, hostnames: Sequence[str]) -> dict[str, HostReport]:
         return self.attest_answer(hostnames).reports()
@@ -211,13 +211,14 @@ def parse_poll_answer(data: Any, asked: Sequence[str],
 
 def _parse_common(entries: list[Any], wanted: set[str], backend: str
                   ) -> Answer | None:
-    """The reports of an answer in the form servers send (an object per
-    host, every name asked about and distinct, every level one of the
-    spellings of :data:`_LEVELS`, every time a string or absent), built
-    with loops in C; ``None`` for any other answer, which
-    :func:`_parse_entry_by_entry` reads (or refuses, naming the entry).
+    """The :class:`Answer` of a PollHosts answer in the form servers send
+    (an object per host, every name asked about and distinct, every level
+    one of the spellings of :data:`_LEVELS`, every time a string or
+    absent), built with loops in C and no object per host; ``None`` for
+    any other answer, which :func:`_parse_entry_by_entry` reads (or
+    refuses, naming the entry).
 
-    The same reports as that loop for every answer it accepts (a property
+    The same answer as that loop's for every answer it accepts (a property
     test holds the two to it): a 10,000-host answer is taken in while the
     scheduler's other threads wait for the GIL, and the loop in Python
     cost 3 µs a host.
