@@ -67,13 +67,14 @@ def test_in_order_only_when_every_name_is_fresh():
     cache = Cache(ttl=10, maxsize=100)
     cache.store({"a": report("a"), "b": report("b")}, now=100.0)
     cache.store({"c": report("c")}, now=105.0)
-    assert cache.reports_in_order(["c", "a", "a"], 109.9) == [
-        report("c"), report("a"), report("a")]
+    # the levels, in order, and the earliest deadline among the names
+    assert cache.levels_in_order(["c", "a", "a"], 109.9) == (
+        [report("c").level, report("a").level, report("a").level], 110.0)
     # one name expired, missing or not a name: the caller looks up
-    assert cache.reports_in_order(["c", "a"], 110.0) is None
-    assert cache.reports_in_order(["a", "z"], 100.0) is None
-    assert cache.reports_in_order(["a", None], 100.0) is None
-    assert cache.reports_in_order([], 100.0) is None
+    assert cache.levels_in_order(["c", "a"], 110.0) is None
+    assert cache.levels_in_order(["a", "z"], 100.0) is None
+    assert cache.levels_in_order(["a", None], 100.0) is None
+    assert cache.levels_in_order([], 100.0) is None
     # lookup's fast path: the same split as entry by entry
     assert cache.lookup(["a", "c"], 109.0) == (
         {"a": report("a"), "c": report("c")}, [])

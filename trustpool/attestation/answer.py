@@ -62,11 +62,7 @@ class Answer:
         """The same level, backend and reason for every name (a failure,
         the hosts an answer left out), with no time."""
         answer = cls()
-        names = list(names)
-        answer.levels = dict.fromkeys(names, level)
-        answer.reasons = dict.fromkeys(names, reason)
-        answer.vtimes = dict.fromkeys(names)
-        answer.backends = dict.fromkeys(names, backend)
+        answer.add(list(names), level, backend, reason)
         return answer
 
     @classmethod

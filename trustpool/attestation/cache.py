@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from itertools import compress, repeat
 
 from trustpool.attestation.answer import Answer
-from trustpool.attestation.model import HostReport, TrustLevel
+from trustpool.attestation.model import TrustLevel
 
 __all__ = ["ReportCache"]
 
@@ -112,19 +112,6 @@ class ReportCache:
         return list(compress(names, map(
             operator.and_, map(operator.lt, repeat(now), deadlines),
             map(operator.ge, repeat(edge), deadlines))))
-
-    def reports_in_order(self, names: Sequence[str], edge: float
-                         ) -> list[HostReport] | None:
-        """The report of each of ``names``, in order, if every one is
-        cached with a deadline after ``edge`` (``edge`` at least the
-        present), else ``None``. Made on demand: for tools and tests, not
-        the warm pass (:meth:`levels_in_order`)."""
-        with self._lock:
-            if not names or "" in self._deadlines or \
-                    not self._all_after(names, edge):
-                return None
-            return self._answer.reports_in_order(
-                names)  # type: ignore[return-value]
 
     def levels_in_order(self, names: Sequence[str], now: float
                         ) -> tuple[list[TrustLevel], float] | None:
