@@ -20,6 +20,7 @@ from trustpool.attestation import localfiles
 from trustpool.attestation.backends import backend_class, load_backend, oat
 from trustpool.attestation.backends._http import TRANSPORT_OPTS
 from trustpool.attestation.backends.base import COMMON_GROUP
+from trustpool.attestation.backends.process import ProcessBackend, offloadable
 from trustpool.attestation.client import WAIT_MARGIN, AttestationClient
 from trustpool.attestation.identity import HostIdentity
 from trustpool.exceptions import ConfigurationError
@@ -134,6 +135,25 @@ _client_opts = [
         "start one and a half times that long ahead, up to nine tenths of "
         "attestation_auth_timeout, so that they still land before the "
         "answers they replace expire.",
+    ),
+    cfg.BoolOpt(
+        "refresh_ahead_process",
+        default=True,
+        help="Make the refreshes ahead (refresh_ahead) in a helper process "
+        "that nova-scheduler starts at the first one and that ends with "
+        "it. A scheduler whose threads keep the Python interpreter busy "
+        "takes in a large answer slowly in the background: each read of "
+        "the connection waits for the interpreter again (seconds for "
+        "10,000 hosts with eight busy threads), and a late refresh makes "
+        "requests wait. The helper asks the attestation service with the "
+        "same backend and options and hands over the answer in one read; "
+        "the scheduler checks it and keeps it exactly as its own. The "
+        "options travel over a pipe, never the command line. If the "
+        "helper cannot start, dies or hangs, the refresh is made in the "
+        "scheduler's process (logged once a minute; after three failures "
+        "in a row the helper is not used again). Backends with their own "
+        "reader only (oat); requests that find an answer missing or "
+        "expired still ask from their own process, as without it.",
     ),
 ]
 
@@ -269,6 +289,9 @@ def make_client(conf: cfg.ConfigOpts,
     kwargs.setdefault("refresh_ahead", refresh_lead(
         conf, float(getattr(backend, "timeout", 0) or
                     group.connect_timeout + group.read_timeout)))
+    if kwargs["refresh_ahead"] > 0 and group.refresh_ahead_process \
+            and offloadable(backend) is None:
+        kwargs.setdefault("background", ProcessBackend(backend))
     return AttestationClient(
         backend, ttl=group.attestation_auth_timeout,
         failure_retry_interval=group.failure_retry_interval,

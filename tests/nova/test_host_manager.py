@@ -172,6 +172,12 @@ class HostManagerTest(TrustpoolNovaMixin, test.TestCase):
         time.sleep(max(0.0, answered + 4.3 - time.monotonic()))
         self.assertEqual(["node-trusted"], passing())
         self.assertEqual(2, self.oat.polls())
+        # made by the helper process (refresh_ahead_process, the default),
+        # under eventlet as in native-threading mode
+        client = next(f for f in manager.enabled_filters
+                      if isinstance(f, TrustedFilter)).client
+        self.addCleanup(client.close)
+        self.assertEqual(1, client.background.answered)
 
     def test_second_instance_of_a_request_is_filtered_too(self):
         spec = request("trusted")

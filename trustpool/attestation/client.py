@@ -45,6 +45,7 @@ from typing import Any, TypeVar, cast
 
 from trustpool.attestation.answer import Answer
 from trustpool.attestation.backends import AttestationBackend
+from trustpool.attestation.backends.process import OffloadError
 from trustpool.attestation.cache import ReportCache
 from trustpool.attestation.model import MAX_CLOCK_SKEW, HostReport, TrustLevel
 from trustpool.attestation.redact import Redactor
@@ -135,7 +136,8 @@ class AttestationClient:
                  max_wait: float | None = None,
                  secrets: Sequence[str] = (),
                  refresh_ahead: float = 0.0,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None,
+                 background: AttestationBackend | None = None) -> None:
         if refresh_ahead > 0 and not refresh_ahead < ttl:
             # every answer would be due from the moment it arrived: a
             # refresh after each request, for ever
@@ -148,6 +150,11 @@ class AttestationClient:
         #: trustpool's own readers), else with reports, as the contract of
         #: :meth:`AttestationBackend.attest` has it
         self._native = bool(getattr(backend, "answers_natively", False))
+        #: the backend refreshes ahead ask, when not ``backend`` itself: a
+        #: :class:`ProcessBackend` makes them in a helper process, out of
+        #: reach of the scheduler's busy GIL; when it fails (not the
+        #: service: the helper), the refresh is made with ``backend``
+        self.background = background
         #: see :data:`Observer`; may be set after construction. An observer
         #: that raises is ignored: measuring must not change an answer.
         self.observer = observer
@@ -357,8 +364,11 @@ class AttestationClient:
             self._closed = True
             ahead = self._ahead
         if ahead is not None:
-            ahead.join(float(getattr(self.backend, "timeout", 10.0))
+            ahead.join(float(getattr(self.background or self.backend,
+                                     "timeout", 10.0))
                        + _ABANDON_MARGIN + WAIT_MARGIN)
+        if self.background is not None:
+            self.background.close()
         self.backend.close()
 
     # -- internals -------------------------------------------------------
@@ -457,7 +467,7 @@ class AttestationClient:
                             self._clock() < failure.until:
                         return
                     self.stats.refreshes_ahead += 1
-                    self._refresh(names)
+                    self._refresh_by_helper(names)
                     took = self._clock() - found_due
                     if 0 <= took < self.ttl:  # not NaN, not a clock jump
                         self._ahead_took.append(took)
@@ -473,8 +483,33 @@ class AttestationClient:
             with self._ahead_guard:
                 self._due.clear()
 
-    def _refresh(self, names: list[str]) -> Answer:
-        """Ask the backend about ``names``; the refresh lock is held."""
+    def _refresh_by_helper(self, names: list[str]) -> None:
+        """A refresh ahead: by the background backend if there is one, by
+        the client's own if there is none or it fails (the refresh lock is
+        held). A failure of the helper, not the service's, is logged once
+        a minute and changes no answer."""
+        background = self.background
+        if background is not None:
+            try:
+                self._refresh(names, background)
+                return
+            except OffloadError as exc:
+                message = self._describe(exc)
+                now = self._clock()
+                last = self._logged.get(message)
+                if last is None or now - last >= _REPEAT_LOG_INTERVAL:
+                    if len(self._logged) > 64:
+                        self._logged.clear()
+                    self._logged[message] = now
+                    LOG.warning("Refresh ahead of %d host(s) made in this "
+                                "process: %s", len(names), message)
+        self._refresh(names)
+
+    def _refresh(self, names: list[str],
+                 backend: AttestationBackend | None = None) -> Answer:
+        """Ask ``backend`` (the client's own unless given) about
+        ``names``; the refresh lock is held. Raises only the helper's
+        :class:`OffloadError`, and only for a ``backend`` given."""
         now = self._clock()
         failure = self._failure
         if failure is not None and now < failure.until:
@@ -484,8 +519,12 @@ class AttestationClient:
         epoch = self._cache.epoch
         arrived: list[float] = []
         try:
-            answered = self._ask_backend(names, arrived)
+            answered = self._ask_backend(names, arrived,
+                                         backend or self.backend)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything
+            if isinstance(exc, OffloadError) and backend is not None \
+                    and backend is not self.backend:
+                raise  # the helper failed, not the service: try here
             message = self._describe(exc)
             now = self._clock()
             failure = _Failure(now + self.failure_retry_interval, now,
@@ -508,18 +547,21 @@ class AttestationClient:
         return reports
 
     def _ask_backend(self, names: list[str],
-                     arrived: list[float] | None = None) -> Answer:
-        """The backend's checked answer for ``names``, in as few chunks as
-        its ``max_batch`` allows; the clock at the first chunk's arrival
-        is appended to ``arrived``."""
-        size = self.backend.max_batch or len(names)
+                     arrived: list[float] | None = None,
+                     backend: AttestationBackend | None = None) -> Answer:
+        """``backend``'s (the client's own unless given) checked answer
+        for ``names``, in as few chunks as its ``max_batch`` allows; the
+        clock at the first chunk's arrival is appended to ``arrived``."""
+        backend = backend or self.backend
+        size = backend.max_batch or len(names)
         answered = Answer()
         start = time.monotonic()
         for offset in range(0, len(names), size):
             chunk = names[offset:offset + size]
             self.stats.backend_calls += 1
             self.stats.hosts_asked += len(chunk)
-            answered = _merged(answered, self._observed_exchange(chunk))
+            answered = _merged(answered,
+                               self._observed_exchange(chunk, backend))
             if arrived is not None and not arrived:
                 arrived.append(self._clock())
         LOG.debug("Asked %s about %d host(s) in %.3fs",
@@ -527,12 +569,13 @@ class AttestationClient:
                   time.monotonic() - start)
         return answered
 
-    def _observed_exchange(self, chunk: list[str]) -> Answer:
+    def _observed_exchange(self, chunk: list[str],
+                           backend: AttestationBackend) -> Answer:
         """One checked exchange, reported to the observer with its time
         and, if it failed, its cause."""
         started = time.monotonic()
         try:
-            answered = self._exchange(chunk)
+            answered = self._exchange(chunk, backend)
         except BaseException as exc:
             self._notify(time.monotonic() - started, _cause_of(exc))
             raise
@@ -548,7 +591,8 @@ class AttestationClient:
         except Exception:  # noqa: BLE001, S110 - measuring changes nothing
             pass
 
-    def _exchange(self, chunk: list[str]) -> Answer:
+    def _exchange(self, chunk: list[str],
+                  backend: AttestationBackend | None = None) -> Answer:
         """The backend's answer for ``chunk``, checked against the
         contract; raises on anything the contract forbids.
 
@@ -558,9 +602,11 @@ class AttestationClient:
         before it hold. A backend's reports that break the contract go
         through :meth:`_refuse`, which names the first offence.
         """
-        result = self._attest_within_deadline(chunk)
+        backend = backend or self.backend
+        result = self._attest_within_deadline(chunk, backend)
         asked = set(chunk)
-        if self._native:
+        if self._native if backend is self.backend else \
+                backend.answers_natively:
             answer = self._checked_answer(result, asked)
         else:
             if type(result) is not dict:
@@ -676,8 +722,11 @@ class AttestationClient:
             f"backend {self._backend_name()} gave an answer that breaks "
             "the backend contract", "malformed")
 
-    def _attest_within_deadline(self, names: list[str]) -> Any:
-        """``backend.attest(names)``, given up at the backend's deadline.
+    def _attest_within_deadline(self, names: list[str],
+                                backend: AttestationBackend | None = None
+                                ) -> Any:
+        """``backend.attest(names)`` (the client's own backend unless
+        given), given up at the backend's deadline.
 
         A worker thread rather than a timer around the call: nothing can
         interrupt a call from outside in Python, so the caller waits for
@@ -691,15 +740,17 @@ class AttestationClient:
                 "was abandoned at its deadline; not starting another",
                 "timeout")
         self._stray = None
-        budget = float(getattr(self.backend, "timeout", 10.0))
+        asked = backend or self.backend
+        native = self._native if asked is self.backend else \
+            asked.answers_natively
+        budget = float(getattr(asked, "timeout", 10.0))
         outcome: list[Any] = []
         done = threading.Event()
 
         def work() -> None:
             try:
-                backend = self.backend
-                outcome.append((True, backend.attest_answer(names)
-                                if self._native else backend.attest(names)))
+                outcome.append((True, asked.attest_answer(names)
+                                if native else asked.attest(names)))
             except BaseException as exc:  # noqa: BLE001 - handed over
                 outcome.append((False, exc))
             finally:

@@ -166,6 +166,10 @@ def _guarded(function: _F) -> _F:
             if safe == message:
                 raise
             cause = exc.cause
+            # masked, and of the same kind where it is built as the base
+            # is (a helper's failure stays one: the client treats it apart)
+            if type(exc).__init__ is AttestationError.__init__:
+                raise type(exc)(safe, cause) from None
         except Exception as exc:  # noqa: BLE001 - the point of the guard
             safe = _safe(self, f"the {self.name} backend failed: "
                          f"{type(exc).__name__}: {_text(exc)}")

@@ -1,0 +1,390 @@
+"""Refreshes ahead made by a helper process: the same answer, and a helper
+that fails costs speed, never trust.
+
+Real parts: the helper is a real process (``python -m
+trustpool.attestation.backends.helper``) asking a real HTTPS PollHosts
+server on loopback with a real certificate; the broken helpers are small
+real programs that speak (or break) the same frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from trustpool import conf as tp_conf
+from trustpool.attestation import (
+    AttestationClient,
+    AttestationError,
+    TrustLevel,
+)
+from trustpool.attestation.backends import load_backend
+from trustpool.attestation.backends.process import (
+    MAX_FAILURES,
+    OffloadError,
+    ProcessBackend,
+)
+
+from tests.support import leakcheck
+from tests.support.clock import Clock
+from tests.support.oat_server import Response
+
+T, U, K = TrustLevel.TRUSTED, TrustLevel.UNTRUSTED, TrustLevel.UNKNOWN
+BLOB = "helper-blob-0f9e8d7c6b5a"
+
+
+@pytest.fixture
+def oat(oat_server):
+    oat_server.levels.update({"a": "trusted", "b": "untrusted",
+                              "c": "trusted"})
+    return oat_server
+
+
+@pytest.fixture
+def inner(conf, oat, pki):
+    leakcheck.register(BLOB)
+    for key, value in {
+            "backend": "oat", "attestation_server": "127.0.0.1",
+            "attestation_port": oat.port,
+            "attestation_server_ca_file": str(pki["ca"].cert_path),
+            "attestation_auth_blob": BLOB, "connect_timeout": 1.0,
+            "read_timeout": 1.0}.items():
+        conf.set_override(key, value, tp_conf.GROUP)
+    backend = load_backend(conf, "oat")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def helped(inner):
+    backend = ProcessBackend(inner)
+    yield backend
+    backend.close()
+
+
+def ended(pid: int) -> bool:
+    """The process ``pid`` is gone (reaped) or a zombie of nobody's."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def fake_helper(body: str) -> list[str]:
+    """A helper program that speaks the frames and does ``body``, with
+    ``ask``, ``reply`` and ``answer`` (file descriptors) and ``frame()``,
+    ``send(kind, payload)`` at hand."""
+    prologue = textwrap.dedent("""
+        import os, struct, sys, marshal, json
+        H = struct.Struct("!cQ")
+        ask, reply, answer = (int(a) for a in sys.argv[1:4])
+        def read(n):
+            data = b""
+            while len(data) < n:
+                chunk = os.read(ask, n - len(data))
+                if not chunk:
+                    sys.exit(0)
+                data += chunk
+            return data
+        def frame():
+            kind, size = H.unpack(read(H.size))
+            return kind, read(size)
+        def send(kind, payload=b""):
+            os.write(reply, H.pack(kind, len(payload)) + payload)
+        """)
+    return [sys.executable, "-c", prologue + textwrap.dedent(body)]
+
+
+def test_the_helper_answers_as_the_backend_does(inner, helped):
+    here = inner.attest_answer(["a", "b", "c", "nobody"])
+    there = helped.attest_answer(["a", "b", "c", "nobody"])
+    assert there.levels == here.levels == {"a": T, "b": U, "c": T}
+    assert all(type(level) is TrustLevel for level in there.levels.values())
+    assert there.reasons == here.reasons
+    assert there.backends == here.backends
+    assert set(there.vtimes) == set(here.vtimes)
+    assert helped.answered == 1
+    # the same helper answers again
+    pid = helped.pid()
+    helped.attest_answer(["a"])
+    assert helped.pid() == pid and helped.answered == 2
+
+
+def test_the_options_travel_over_the_pipe_only(helped, oat):
+    helped.attest_answer(["a"])
+    pid = helped.pid()
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        assert BLOB.encode() not in cmdline.read()
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        assert BLOB.encode() not in environ.read()
+    # and the helper did send it to the service, as the backend would
+    assert oat.requests[-1].headers.get("x-auth-blob") == BLOB
+
+
+def test_nothing_runs_before_the_first_exchange_or_after_close(inner):
+    backend = ProcessBackend(inner)
+    assert backend.pid() is None
+    backend.attest_answer(["a"])
+    pid = backend.pid()
+    assert pid is not None and not ended(pid)
+    backend.close()
+    assert ended(pid)
+    with pytest.raises(OffloadError, match="closed"):
+        backend.attest_answer(["a"])
+
+
+def test_a_killed_helper_fails_the_exchange_and_the_next_starts_another(
+        helped):
+    helped.attest_answer(["a"])
+    first = helped.pid()
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(OffloadError, match="ended"):
+        helped.attest_answer(["a"])
+    assert helped.attest_answer(["a"]).levels == {"a": T}
+    assert helped.pid() not in (None, first)
+
+
+def test_a_hung_helper_is_given_up_at_its_deadline_and_killed(helped):
+    helped.attest_answer(["a"])
+    pid = helped.pid()
+    os.kill(pid, signal.SIGSTOP)
+    start = time.monotonic()
+    with pytest.raises(OffloadError, match="in time") as caught:
+        helped.attest_answer(["a"])
+    took = time.monotonic() - start
+    assert caught.value.cause == "timeout"
+    # the backend's own deadline (connect + read: 2 s) and a margin
+    assert took < helped.timeout
+    assert ended(pid)
+
+
+def test_the_service_failing_is_an_attestation_failure_not_the_helpers(
+        helped, oat):
+    helped.attest_answer(["a"])
+    pid = helped.pid()
+    oat.responder = lambda request: Response(500, b"{}")
+    with pytest.raises(AttestationError) as caught:
+        helped.attest_answer(["a"])
+    assert type(caught.value) is AttestationError
+    assert caught.value.cause == "http_status"
+    assert helped.pid() == pid
+
+
+def test_a_helper_that_cannot_start(inner):
+    backend = ProcessBackend(inner, command=["/nonexistent/python"])
+    with pytest.raises(OffloadError, match="could not start"):
+        backend.attest_answer(["a"])
+    backend.close()
+
+
+def test_after_failures_in_a_row_the_helper_is_not_started_again(
+        inner, caplog):
+    backend = ProcessBackend(inner, command=fake_helper("sys.exit(3)"))
+    caplog.set_level(logging.WARNING)
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(OffloadError, match="exit status 3"):
+            backend.attest_answer(["a"])
+    assert backend.broken is not None
+    warned = [r for r in caplog.records if "from now on" in r.getMessage()]
+    assert len(warned) == 1
+    with pytest.raises(OffloadError, match="not used"):
+        backend.attest_answer(["a"])
+    assert backend.pid() is None
+    backend.close()
+
+
+@pytest.mark.parametrize("answer, needle", [
+    # not marshal at all
+    ("b'not marshal'", "cannot be read"),
+    # a level no service means: never read as one
+    ("marshal.dumps(({'a': 'TRUSTED'}, {'a': ''}, {'a': None}, "
+     "{'a': 'oat'}))", "cannot be read"),
+    # three columns
+    ("marshal.dumps(({'a': 'trusted'}, {'a': ''}, {'a': None}))",
+     "cannot be read"),
+])
+def test_an_answer_that_is_not_one_is_the_helpers_failure(inner, answer,
+                                                         needle):
+    backend = ProcessBackend(inner, command=fake_helper(f"""
+        frame()
+        send(b"R")
+        while True:
+            frame()
+            data = {answer}
+            os.pwrite(answer, data, 0)
+            send(b"A", struct.pack("!Q", len(data)))
+        """))
+    with pytest.raises(OffloadError, match=needle):
+        backend.attest_answer(["a"])
+    backend.close()
+
+
+def test_an_announced_answer_longer_than_the_file(inner):
+    backend = ProcessBackend(inner, command=fake_helper("""
+        frame()
+        send(b"R")
+        frame()
+        send(b"A", struct.pack("!Q", 1000))
+        """))
+    with pytest.raises(OffloadError, match="shorter"):
+        backend.attest_answer(["a"])
+    backend.close()
+
+
+def test_a_helper_that_sends_something_else(inner):
+    backend = ProcessBackend(inner, command=fake_helper("""
+        frame()
+        send(b"Z", b"?")
+        """))
+    with pytest.raises(OffloadError, match="frame"):
+        backend.attest_answer(["a"])
+    backend.close()
+
+
+def test_a_helpers_failure_is_masked_and_stays_the_helpers(inner):
+    backend = ProcessBackend(inner, command=fake_helper(f"""
+        frame()
+        send(b"E", json.dumps({{"cause": "other",
+                                "message": "cannot use {BLOB}"}}).encode())
+        """))
+    with pytest.raises(OffloadError) as caught:
+        backend.attest_answer(["a"])
+    assert BLOB not in str(caught.value)
+    assert "cannot use" in str(caught.value)
+    backend.close()
+
+
+def test_a_forked_process_starts_a_helper_of_its_own(helped):
+    helped.attest_answer(["a"])
+    first = helped.pid()
+    # as after a fork: the helper belongs to another process id
+    helped._helper.owner = -1
+    assert helped.attest_answer(["a"]).levels == {"a": T}
+    assert helped.pid() != first
+    # its request pipe closed here, the parent's helper ends when the
+    # parent closes its own: here there is no other copy, so it ends now
+    deadline = time.monotonic() + 10
+    while not ended(first) and time.monotonic() < deadline:
+        try:
+            os.waitpid(first, os.WNOHANG)
+        except ChildProcessError:
+            break
+        time.sleep(0.05)
+    assert ended(first)
+
+
+def test_make_client_offloads_refreshes_ahead_of_the_oat_backend(conf, oat,
+                                                                 pki):
+    for key, value in {
+            "backend": "oat", "attestation_server": "127.0.0.1",
+            "attestation_port": oat.port,
+            "attestation_server_ca_file": str(pki["ca"].cert_path)}.items():
+        conf.set_override(key, value, tp_conf.GROUP)
+    client = tp_conf.make_client(conf)
+    assert isinstance(client.background, ProcessBackend)
+    assert client.background.inner is client.backend
+    client.close()
+    conf.set_override("refresh_ahead_process", False, tp_conf.GROUP)
+    client = tp_conf.make_client(conf)
+    assert client.background is None
+    client.close()
+    conf.set_override("refresh_ahead_process", True, tp_conf.GROUP)
+    conf.set_override("refresh_ahead", False, tp_conf.GROUP)
+    client = tp_conf.make_client(conf)
+    assert client.background is None
+    client.close()
+
+
+# -- the client with a helper ----------------------------------------------
+
+TTL, LEAD = 10.0, 2.5
+
+
+def settle(client):
+    ahead = client._ahead
+    if ahead is not None:
+        ahead.join(20)
+        assert not ahead.is_alive()
+
+
+def test_a_refresh_ahead_is_made_by_the_helper(inner, helped, oat):
+    clock = Clock(1000.0)
+    client = AttestationClient(inner, ttl=TTL, refresh_ahead=LEAD,
+                               clock=clock, background=helped)
+    assert client.level("a").level is T
+    polls = oat.polls()
+    clock.advance(TTL - LEAD + 0.5)
+    oat.levels["a"] = "untrusted"
+    assert client.level("a").level is T  # still the first answer's
+    settle(client)
+    assert helped.answered == 1 and oat.polls() == polls + 1
+    # the helper's answer is the one kept, with a deadline of its own
+    clock.advance(LEAD)
+    assert client.level("a").level is U
+    assert oat.polls() == polls + 1
+    client.close()
+    assert helped.closed
+
+
+def test_a_failing_helper_leaves_the_refresh_to_this_process(inner, oat,
+                                                             caplog):
+    clock = Clock(1000.0)
+    broken = ProcessBackend(inner, command=fake_helper("sys.exit(3)"))
+    client = AttestationClient(inner, ttl=TTL, refresh_ahead=LEAD,
+                               clock=clock, background=broken)
+    caplog.set_level(logging.WARNING)
+    assert client.level("a").level is T
+    polls = oat.polls()
+    clock.advance(TTL - LEAD + 0.5)
+    oat.levels["a"] = "untrusted"
+    client.level("a")
+    settle(client)
+    # refreshed all the same, here, and no failure remembered
+    assert oat.polls() == polls + 1
+    assert client._failure is None
+    assert any("made in this process" in r.getMessage()
+               for r in caplog.records)
+    clock.advance(LEAD)
+    assert client.level("a").level is U
+    client.close()
+
+
+def test_no_answer_outlives_its_deadline_while_the_helper_hangs(inner,
+                                                                helped):
+    """The invariant, with a helper stopped mid-refresh: once the answer's
+    own deadline passes, the host is not trusted, whatever the helper (or
+    the refresh waiting on it) is doing."""
+    clock = Clock(1000.0)
+    client = AttestationClient(inner, ttl=TTL, refresh_ahead=LEAD,
+                               clock=clock, background=helped, max_wait=0.2)
+    assert client.level("a").level is T
+    helped.attest_answer(["a"])  # the helper runs
+    os.kill(helped.pid(), signal.SIGSTOP)
+    clock.advance(TTL - LEAD + 0.5)
+    assert client.level("a").level is T  # starts the refresh ahead
+    seen = []
+
+    def ask() -> None:
+        seen.append(client.level("a").level)
+
+    deadline = time.monotonic() + 10
+    while not client._refresh_lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert client._refresh_lock.locked()  # the refresh waits on the helper
+    clock.advance(LEAD)  # the first answer's deadline
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == [K] * 4
+    settle(client)
+    client.close()
