@@ -388,3 +388,23 @@ def test_no_answer_outlives_its_deadline_while_the_helper_hangs(inner,
     assert seen == [K] * 4
     settle(client)
     client.close()
+
+
+def test_options_that_do_not_travel_are_the_helpers_failure(inner,
+                                                            monkeypatch):
+    from trustpool.attestation.backends import process
+
+    monkeypatch.setattr(process, "_options_of",
+                        lambda backend: {"backend": "oat", "odd": object()})
+    before = len(os.listdir("/proc/self/fd"))
+    backend = ProcessBackend(inner)
+    with pytest.raises(OffloadError, match="TypeError"):
+        backend.attest_answer(["a"])
+    backend.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_answers_travel_in_memory_not_in_a_file_on_disk(helped):
+    helped.attest_answer(["a"])
+    answer_fd = helped._helper.answer_fd
+    assert os.readlink(f"/proc/self/fd/{answer_fd}").startswith("/memfd:")

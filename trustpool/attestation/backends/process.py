@@ -141,8 +141,18 @@ class ProcessBackend(AttestationBackend):
                 raise OffloadError(f"the helper process is not used: {why}")
             deadline = time.monotonic() + self.timeout - 0.1
             try:
-                helper = self._running(deadline)
-                answer = helper.ask(list(hostnames), deadline)
+                try:
+                    helper = self._running(deadline)
+                    answer = helper.ask(list(hostnames), deadline)
+                except AttestationError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the machinery's
+                    # an option that does not travel as JSON, no file
+                    # descriptor left...: the helper's failure, not the
+                    # service's
+                    raise OffloadError(
+                        f"the helper process failed: {type(exc).__name__}: "
+                        f"{exc}") from None
             except AttestationError as exc:
                 if type(exc) is not OffloadError:
                     # the service's or the backend's failure, told by a
@@ -229,9 +239,7 @@ class _Helper:
               deadline: float) -> _Helper:
         ask_r, ask_w = os.pipe()
         reply_r, reply_w = os.pipe()
-        answer = tempfile.TemporaryFile(prefix="trustpool-answer-")
-        answer_fd = os.dup(answer.fileno())
-        answer.close()
+        answer_fd = _answer_file()
         try:
             proc = subprocess.Popen(  # noqa: S603 - our own module
                 [*command, str(ask_r), str(reply_w), str(answer_fd)],
@@ -356,6 +364,17 @@ class _Helper:
                                 f"{_error_of(payload)[1]}")
         return OffloadError(f"the helper process sent a {kind!r} frame "
                             f"{doing}")
+
+
+def _answer_file() -> int:
+    """A file for the helper's answers that no other user can open: in
+    memory where Linux offers it (``memfd_create``), else an unlinked
+    temporary file (mode 0600)."""
+    try:
+        return os.memfd_create("trustpool-answer")
+    except (AttributeError, OSError):
+        with tempfile.TemporaryFile(prefix="trustpool-answer-") as answer:
+            return os.dup(answer.fileno())
 
 
 def _error_of(payload: bytes) -> tuple[str, str]:
