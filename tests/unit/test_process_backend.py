@@ -388,3 +388,31 @@ def test_no_answer_outlives_its_deadline_while_the_helper_hangs(inner,
     assert seen == [K] * 4
     settle(client)
     client.close()
+
+
+# -- attacks: a helper that stops reading, ... --------------------------------
+
+#: more names than a pipe holds (64 KiB) once marshalled
+MANY = [f"host-{i:06d}.example" for i in range(20000)]
+
+
+def test_a_helper_that_stops_reading_requests_is_given_up_at_the_deadline(
+        inner):
+    """A request bigger than the pipe holds, sent to a helper that does
+    not read it: writing the request counts against the exchange's
+    deadline as reading the answer does (the helper here starts reading
+    again, late, so that the unfixed write ends at all)."""
+    backend = ProcessBackend(inner, command=fake_helper("""
+        import time
+        frame()
+        send(b"R")
+        time.sleep(6)
+        while True:
+            frame()
+        """))
+    start = time.monotonic()
+    with pytest.raises(OffloadError, match="in time") as caught:
+        backend.attest_answer(MANY)
+    assert time.monotonic() - start < backend.timeout
+    assert caught.value.cause == "timeout"
+    backend.close()

@@ -244,9 +244,10 @@ class _Helper:
                                f"{exc}", "other") from None
         os.close(ask_r)
         os.close(reply_w)
+        os.set_blocking(ask_w, False)
         helper = cls(proc, ask_w, reply_r, answer_fd)
         try:
-            helper._send(CONFIG, json.dumps(options).encode())
+            helper._send(CONFIG, json.dumps(options).encode(), deadline)
             kind, payload = helper._receive(deadline)
             if kind != READY:
                 raise helper._refusal(kind, payload, "starting")
@@ -256,7 +257,7 @@ class _Helper:
         return helper
 
     def ask(self, names: list[str], deadline: float) -> Answer:
-        self._send(ASK, marshal.dumps(names, 4))
+        self._send(ASK, marshal.dumps(names, 4), deadline)
         kind, payload = self._receive(deadline)
         if kind == ERROR:
             # the backend's own failure, as it would have raised it here
@@ -303,17 +304,28 @@ class _Helper:
 
     # -- frames ------------------------------------------------------
 
-    def _send(self, kind: bytes, payload: bytes) -> None:
-        data = HEADER.pack(kind, len(payload)) + payload
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.ask_fd, view):]
-        except BrokenPipeError:
-            raise self._ended() from None
-        except OSError as exc:
-            raise OffloadError(f"the helper process does not take "
-                               f"requests: {exc}") from None
+    def _send(self, kind: bytes, payload: bytes, deadline: float) -> None:
+        """Write one frame by ``deadline``: the request pipe does not
+        block (a request can outgrow the pipe, and a helper that stopped
+        reading would hold the write for ever); ``os.writev``, not
+        ``os.write``, which eventlet replaces with one that retries a
+        broken pipe for ever and blocks its hub on a full one."""
+        view = memoryview(HEADER.pack(kind, len(payload)) + payload)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0 or not any(select.select(
+                    [], [self.ask_fd], [self.ask_fd], left)):
+                raise OffloadError("the helper process did not take the "
+                                   "request in time", "timeout")
+            try:
+                view = view[os.writev(self.ask_fd, [view]):]
+            except BlockingIOError:
+                continue
+            except BrokenPipeError:
+                raise self._ended() from None
+            except OSError as exc:
+                raise OffloadError(f"the helper process does not take "
+                                   f"requests: {exc}") from None
 
     def _receive(self, deadline: float) -> tuple[bytes, bytes]:
         kind, size = HEADER.unpack(self._read(HEADER.size, deadline))
