@@ -416,3 +416,39 @@ def test_a_helper_that_stops_reading_requests_is_given_up_at_the_deadline(
     assert time.monotonic() - start < backend.timeout
     assert caught.value.cause == "timeout"
     backend.close()
+
+
+def test_a_backend_that_is_not_the_installed_one_is_not_offloaded(conf, oat,
+                                                                   pki):
+    """The helper builds the backend installed under the class's name: a
+    class of its own (here a stricter reader, which inherits the name
+    ``oat``) must not be replaced there by the installed one, whether it
+    is registered in code under another name or built directly."""
+    from trustpool.attestation.backends import (
+        register_backend,
+        unregister_backend,
+    )
+    from trustpool.attestation.backends.oat import OATBackend
+    from trustpool.attestation.backends.process import offloadable
+
+    class Stricter(OATBackend):
+        def attest_answer(self, hostnames):
+            answer = super().attest_answer(hostnames)
+            answer.levels = dict.fromkeys(answer.levels, U)
+            return answer
+
+    for key, value in {
+            "attestation_server": "127.0.0.1", "attestation_port": oat.port,
+            "attestation_server_ca_file": str(pki["ca"].cert_path)}.items():
+        conf.set_override(key, value, tp_conf.GROUP)
+    assert offloadable(load_backend(conf, "oat")) is None
+    assert offloadable(Stricter(conf)) is not None
+    register_backend("stricter", Stricter)
+    try:
+        conf.set_override("backend", "stricter", tp_conf.GROUP)
+        client = tp_conf.make_client(conf)
+        assert type(client.backend) is Stricter
+        assert client.background is None
+        client.close()
+    finally:
+        unregister_backend("stricter")

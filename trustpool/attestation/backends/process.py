@@ -86,14 +86,32 @@ class OffloadError(AttestationError):
 
 def offloadable(backend: AttestationBackend) -> str | None:
     """Why ``backend``'s exchanges cannot be made by a helper, or ``None``
-    when they can."""
-    from trustpool.attestation.backends import _OVERRIDES, available_backends
+    when they can.
+
+    The helper builds the class installed under ``backend``'s name: the
+    name alone proves nothing (a subclass inherits it, any class can claim
+    it), so that class must be ``backend``'s own."""
+    from stevedore import driver
+
+    from trustpool.attestation.backends import (
+        _OVERRIDES,
+        NAMESPACE,
+        available_backends,
+    )
     cls = type(backend)
     if not cls.answers_natively:
         return f"the {cls.name} backend does not answer natively"
     if cls.name in _OVERRIDES or cls.name not in available_backends():
         return (f"the {cls.name} backend is not installed under an entry "
                 "point")
+    try:
+        installed = driver.DriverManager(NAMESPACE, cls.name,
+                                         invoke_on_load=False).driver
+    except Exception:  # noqa: BLE001 - what cannot be loaded is not it
+        installed = None
+    if installed is not cls:
+        return (f"the {cls.name} backend in use is not the one installed "
+                "under that name")
     return None
 
 
