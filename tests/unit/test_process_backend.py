@@ -452,3 +452,77 @@ def test_a_backend_that_is_not_the_installed_one_is_not_offloaded(conf, oat,
         client.close()
     finally:
         unregister_backend("stricter")
+
+
+def test_the_helper_ends_when_its_parent_is_killed_mid_request(inner, oat):
+    """No orphan: a parent SIGKILLed while its helper waits on the service
+    leaves a helper that ends once its exchange does (the reply pipe has
+    no reader), not one that waits for requests for ever."""
+    import subprocess
+
+    release = threading.Event()
+
+    def slow(request):
+        release.wait(5)
+        return oat.poll_hosts(request)
+
+    oat.responder = slow
+    ca = inner.conf[tp_conf.GROUP].attestation_server_ca_file
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from oslo_config import cfg
+        from trustpool import conf as tp_conf
+        from trustpool.attestation.backends import load_backend
+        from trustpool.attestation.backends.process import ProcessBackend
+        conf = cfg.ConfigOpts()
+        tp_conf.register_opts(conf)
+        conf([], default_config_files=[])
+        for key, value in {{
+                "attestation_server": "127.0.0.1",
+                "attestation_port": {oat.port},
+                "attestation_server_ca_file": {ca!r},
+                "connect_timeout": 1.0, "read_timeout": 4.0}}.items():
+            conf.set_override(key, value, tp_conf.GROUP)
+        backend = ProcessBackend(load_backend(conf, "oat"))
+        import time
+        backend._running(time.monotonic() + 10)
+        print(backend.pid(), flush=True)
+        backend.attest_answer(["a"])
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        helper = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not oat.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert oat.requests  # the helper is mid-request
+        parent.kill()
+        parent.wait(5)
+        release.set()
+        deadline = time.monotonic() + 5
+        while not ended(helper) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended(helper)
+    finally:
+        release.set()
+        parent.kill()
+        parent.wait(5)
+        parent.stdout.close()
+
+
+def test_the_helper_imports_nothing_from_the_working_directory(
+        helped, tmp_path, monkeypatch):
+    """``python -m`` puts the working directory first on the module path:
+    a ``json.py`` (or ``trustpool/``) planted in the scheduler's working
+    directory would run in the helper, which is then handed the auth
+    blob. The scheduler itself imports nothing from there."""
+    import trustpool
+
+    marker = tmp_path / "hijacked"
+    (tmp_path / "json.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "raise SystemExit(9)\n")
+    root = os.path.dirname(os.path.dirname(trustpool.__file__))
+    monkeypatch.setenv("PYTHONPATH", root)
+    monkeypatch.chdir(tmp_path)
+    assert helped.attest_answer(["a"]).levels == {"a": T}
+    assert not marker.exists()

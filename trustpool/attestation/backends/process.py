@@ -76,6 +76,16 @@ MAX_FAILURES = 3
 #: the biggest answer the parent reads from the helper's file
 _MAXANSWER = 1 << 30
 PLAIN = {level: level.value for level in TrustLevel}
+#: the helper's program: ``-m`` would put the working directory first on
+#: the module path, where anyone who can write there could plant a module
+#: (``json.py``) that the helper imports before it is handed the auth blob;
+#: ``-c`` puts ``""`` (the same directory) there, taken off before anything
+#: but ``sys`` is imported
+_BOOT = ("import sys\n"
+         "if sys.path[:1] == ['']:\n"
+         "    del sys.path[0]\n"
+         "from trustpool.attestation.backends.helper import main\n"
+         "sys.exit(main(sys.argv[1:]))\n")
 _LEVEL_OF = {level.value: level for level in TrustLevel}
 
 
@@ -136,7 +146,7 @@ class ProcessBackend(AttestationBackend):
         #: the helper's own deadline, plus its time to hand the answer over
         self.timeout = float(inner.timeout) + _MARGIN + 0.1
         self._command = list(command) if command is not None else [
-            sys.executable, "-m", "trustpool.attestation.backends.helper"]
+            sys.executable, "-c", _BOOT]
         self._lock = threading.Lock()
         self._helper: _Helper | None = None
         self._failures = 0
