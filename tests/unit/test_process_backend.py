@@ -18,6 +18,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trustpool import conf as tp_conf
 from trustpool.attestation import (
@@ -526,3 +528,67 @@ def test_the_helper_imports_nothing_from_the_working_directory(
     monkeypatch.chdir(tmp_path)
     assert helped.attest_answer(["a"]).levels == {"a": T}
     assert not marker.exists()
+
+
+# -- whatever the helper's file holds ---------------------------------------
+
+_ASKED = {"a", "b", "c"}
+_NAMES = st.sampled_from(["a", "b", "c", "d", "", "a "]) | st.binary(
+    max_size=2) | st.integers(-1, 1)
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats()
+    | st.text(max_size=4) | st.binary(max_size=4)
+    | st.sampled_from(["trusted", "untrusted", "unknown", "TRUSTED"]),
+    lambda inner: st.lists(inner, max_size=2) | st.tuples(inner, inner)
+    | st.dictionaries(_NAMES, inner, max_size=2), max_leaves=6)
+
+
+@st.composite
+def _columns(draw):
+    """Four columns close to an answer's: the same names in each, values
+    mostly of the right kinds; one column sometimes off by a name."""
+    keys = draw(st.lists(_NAMES, max_size=4,
+                         unique_by=lambda key: (type(key), key)))
+    level = st.sampled_from(["trusted", "untrusted", "unknown"]) | _VALUES
+    text = st.text(max_size=3) | _VALUES
+    columns = [{key: draw(kind) for key in keys} for kind in (
+        level, text, st.none() | text, st.just("oat") | _VALUES)]
+    if draw(st.booleans()):
+        column = columns[draw(st.integers(0, 3))]
+        column[draw(_NAMES)] = draw(_VALUES)
+    return tuple(columns) if draw(st.integers(0, 9)) else draw(_VALUES)
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(columns=_columns())
+def test_no_helper_file_makes_an_unasked_or_malformed_answer(inner,
+                                                              columns):
+    """The invariant, for any marshalled object the helper could leave in
+    its file: the parent reads it as an Answer or raises OffloadError, and
+    the client keeps only what the backend contract allows (names asked
+    about, plain strings, real trust levels, the same names in every
+    column); anything else is refused."""
+    import marshal
+
+    from trustpool.attestation.backends.process import _answer_of
+
+    client = AttestationClient(inner, ttl=TTL)
+    try:
+        answer = _answer_of(marshal.dumps(columns, 4))
+    except OffloadError:
+        return
+    try:
+        kept = client._checked_answer(answer, _ASKED)
+    except AttestationError:
+        return
+    levels = kept.levels
+    assert _ASKED.issuperset(levels)
+    assert all(type(name) is str for name in levels)
+    assert all(type(level) is TrustLevel for level in levels.values())
+    assert levels.keys() == kept.reasons.keys() == kept.vtimes.keys() \
+        == kept.backends.keys()
+    assert all(type(text) is str for text in kept.reasons.values())
+    assert all(type(text) is str for text in kept.backends.values())
+    assert all(time is None or type(time) is str
+               for time in kept.vtimes.values())
