@@ -359,6 +359,37 @@ def test_a_failing_helper_leaves_the_refresh_to_this_process(inner, oat,
     client.close()
 
 
+def test_a_failing_helper_is_no_attestation_failure_to_the_observer(
+        inner, oat, caplog):
+    """What the client tells its observer (the service's failure metric)
+    and logs is what it would without a helper: the helper's failures are
+    not the service's, and once the helper is not used, refreshes ahead
+    are made here without a word (the helper said so once)."""
+    clock = Clock(1000.0)
+    broken = ProcessBackend(inner, command=fake_helper("sys.exit(3)"))
+    seen = []
+    client = AttestationClient(inner, ttl=TTL, refresh_ahead=LEAD,
+                               clock=clock, background=broken,
+                               observer=lambda seconds, cause:
+                               seen.append(cause))
+    caplog.set_level(logging.WARNING)
+    assert client.level("a").level is T
+    for _ in range(MAX_FAILURES + 2):
+        clock.advance(TTL - LEAD + 0.5)
+        client.level("a")
+        settle(client)
+        clock.advance(LEAD)
+        assert client.level("a").level is T  # refreshed here in time
+        clock.advance(61)  # past the once-a-minute warnings
+        client.level("a")  # expired: asked again, not ahead
+    assert broken.broken is not None
+    assert seen and set(seen) == {None}
+    here = [r for r in caplog.records
+            if "made in this process" in r.getMessage()]
+    assert len(here) == MAX_FAILURES
+    client.close()
+
+
 def test_no_answer_outlives_its_deadline_while_the_helper_hangs(inner,
                                                                 helped):
     """The invariant, with a helper stopped mid-refresh: once the answer's
