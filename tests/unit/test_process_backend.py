@@ -18,6 +18,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trustpool import conf as tp_conf
 from trustpool.attestation import (
@@ -357,6 +359,37 @@ def test_a_failing_helper_leaves_the_refresh_to_this_process(inner, oat,
     client.close()
 
 
+def test_a_failing_helper_is_no_attestation_failure_to_the_observer(
+        inner, oat, caplog):
+    """What the client tells its observer (the service's failure metric)
+    and logs is what it would without a helper: the helper's failures are
+    not the service's, and once the helper is not used, refreshes ahead
+    are made here without a word (the helper said so once)."""
+    clock = Clock(1000.0)
+    broken = ProcessBackend(inner, command=fake_helper("sys.exit(3)"))
+    seen = []
+    client = AttestationClient(inner, ttl=TTL, refresh_ahead=LEAD,
+                               clock=clock, background=broken,
+                               observer=lambda seconds, cause:
+                               seen.append(cause))
+    caplog.set_level(logging.WARNING)
+    assert client.level("a").level is T
+    for _ in range(MAX_FAILURES + 2):
+        clock.advance(TTL - LEAD + 0.5)
+        client.level("a")
+        settle(client)
+        clock.advance(LEAD)
+        assert client.level("a").level is T  # refreshed here in time
+        clock.advance(61)  # past the once-a-minute warnings
+        client.level("a")  # expired: asked again, not ahead
+    assert broken.broken is not None
+    assert seen and set(seen) == {None}
+    here = [r for r in caplog.records
+            if "made in this process" in r.getMessage()]
+    assert len(here) == MAX_FAILURES
+    client.close()
+
+
 def test_no_answer_outlives_its_deadline_while_the_helper_hangs(inner,
                                                                 helped):
     """The invariant, with a helper stopped mid-refresh: once the answer's
@@ -408,3 +441,227 @@ def test_the_answers_travel_in_memory_not_in_a_file_on_disk(helped):
     helped.attest_answer(["a"])
     answer_fd = helped._helper.answer_fd
     assert os.readlink(f"/proc/self/fd/{answer_fd}").startswith("/memfd:")
+
+# -- attacks: a helper that stops reading, ... --------------------------------
+
+#: more names than a pipe holds (64 KiB) once marshalled
+MANY = [f"host-{i:06d}.example" for i in range(20000)]
+
+
+def test_a_helper_that_stops_reading_requests_is_given_up_at_the_deadline(
+        inner):
+    """A request bigger than the pipe holds, sent to a helper that does
+    not read it: writing the request counts against the exchange's
+    deadline as reading the answer does (the helper here starts reading
+    again, late, so that the unfixed write ends at all)."""
+    backend = ProcessBackend(inner, command=fake_helper("""
+        import time
+        frame()
+        send(b"R")
+        time.sleep(6)
+        while True:
+            frame()
+        """))
+    start = time.monotonic()
+    with pytest.raises(OffloadError, match="in time") as caught:
+        backend.attest_answer(MANY)
+    assert time.monotonic() - start < backend.timeout
+    assert caught.value.cause == "timeout"
+    backend.close()
+
+
+def test_a_backend_that_is_not_the_installed_one_is_not_offloaded(conf, oat,
+                                                                   pki):
+    """The helper builds the backend installed under the class's name: a
+    class of its own (here a stricter reader, which inherits the name
+    ``oat``) must not be replaced there by the installed one, whether it
+    is registered in code under another name or built directly."""
+    from trustpool.attestation.backends import (
+        register_backend,
+        unregister_backend,
+    )
+    from trustpool.attestation.backends.oat import OATBackend
+    from trustpool.attestation.backends.process import offloadable
+
+    class Stricter(OATBackend):
+        def attest_answer(self, hostnames):
+            answer = super().attest_answer(hostnames)
+            answer.levels = dict.fromkeys(answer.levels, U)
+            return answer
+
+    for key, value in {
+            "attestation_server": "127.0.0.1", "attestation_port": oat.port,
+            "attestation_server_ca_file": str(pki["ca"].cert_path)}.items():
+        conf.set_override(key, value, tp_conf.GROUP)
+    assert offloadable(load_backend(conf, "oat")) is None
+    assert offloadable(Stricter(conf)) is not None
+    register_backend("stricter", Stricter)
+    try:
+        conf.set_override("backend", "stricter", tp_conf.GROUP)
+        client = tp_conf.make_client(conf)
+        assert type(client.backend) is Stricter
+        assert client.background is None
+        client.close()
+    finally:
+        unregister_backend("stricter")
+
+
+def test_the_helper_ends_when_its_parent_is_killed_mid_request(inner, oat):
+    """No orphan: a parent SIGKILLed while its helper waits on the service
+    leaves a helper that ends once its exchange does (the reply pipe has
+    no reader), not one that waits for requests for ever."""
+    import subprocess
+
+    release = threading.Event()
+
+    def slow(request):
+        release.wait(5)
+        return oat.poll_hosts(request)
+
+    oat.responder = slow
+    ca = inner.conf[tp_conf.GROUP].attestation_server_ca_file
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from oslo_config import cfg
+        from trustpool import conf as tp_conf
+        from trustpool.attestation.backends import load_backend
+        from trustpool.attestation.backends.process import ProcessBackend
+        conf = cfg.ConfigOpts()
+        tp_conf.register_opts(conf)
+        conf([], default_config_files=[])
+        for key, value in {{
+                "attestation_server": "127.0.0.1",
+                "attestation_port": {oat.port},
+                "attestation_server_ca_file": {ca!r},
+                "connect_timeout": 1.0, "read_timeout": 4.0}}.items():
+            conf.set_override(key, value, tp_conf.GROUP)
+        backend = ProcessBackend(load_backend(conf, "oat"))
+        import time
+        backend._running(time.monotonic() + 10)
+        print(backend.pid(), flush=True)
+        backend.attest_answer(["a"])
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        helper = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not oat.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert oat.requests  # the helper is mid-request
+        parent.kill()
+        parent.wait(5)
+        release.set()
+        deadline = time.monotonic() + 5
+        while not ended(helper) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ended(helper)
+    finally:
+        release.set()
+        parent.kill()
+        parent.wait(5)
+        parent.stdout.close()
+
+
+def test_the_helper_imports_nothing_from_the_working_directory(
+        helped, tmp_path, monkeypatch):
+    """``python -m`` puts the working directory first on the module path:
+    a ``json.py`` (or ``trustpool/``) planted in the scheduler's working
+    directory would run in the helper, which is then handed the auth
+    blob. The scheduler itself imports nothing from there."""
+    import trustpool
+
+    marker = tmp_path / "hijacked"
+    (tmp_path / "json.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "raise SystemExit(9)\n")
+    root = os.path.dirname(os.path.dirname(trustpool.__file__))
+    monkeypatch.setenv("PYTHONPATH", root)
+    monkeypatch.chdir(tmp_path)
+    assert helped.attest_answer(["a"]).levels == {"a": T}
+    assert not marker.exists()
+
+
+# -- whatever the helper's file holds ---------------------------------------
+
+_ASKED = {"a", "b", "c"}
+_NAMES = st.sampled_from(["a", "b", "c", "d", "", "a "]) | st.binary(
+    max_size=2) | st.integers(-1, 1)
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats()
+    | st.text(max_size=4) | st.binary(max_size=4)
+    | st.sampled_from(["trusted", "untrusted", "unknown", "TRUSTED"]),
+    lambda inner: st.lists(inner, max_size=2) | st.tuples(inner, inner)
+    | st.dictionaries(_NAMES, inner, max_size=2), max_leaves=6)
+
+
+@st.composite
+def _columns(draw):
+    """Four columns close to an answer's: the same names in each, values
+    mostly of the right kinds; one column sometimes off by a name."""
+    keys = draw(st.lists(_NAMES, max_size=4,
+                         unique_by=lambda key: (type(key), key)))
+    level = st.sampled_from(["trusted", "untrusted", "unknown"]) | _VALUES
+    text = st.text(max_size=3) | _VALUES
+    columns = [{key: draw(kind) for key in keys} for kind in (
+        level, text, st.none() | text, st.just("oat") | _VALUES)]
+    if draw(st.booleans()):
+        column = columns[draw(st.integers(0, 3))]
+        column[draw(_NAMES)] = draw(_VALUES)
+    return tuple(columns) if draw(st.integers(0, 9)) else draw(_VALUES)
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(columns=_columns())
+def test_no_helper_file_makes_an_unasked_or_malformed_answer(inner,
+                                                              columns):
+    """The invariant, for any marshalled object the helper could leave in
+    its file: the parent reads it as an Answer or raises OffloadError, and
+    the client keeps only what the backend contract allows (names asked
+    about, plain strings, real trust levels, the same names in every
+    column); anything else is refused."""
+    import marshal
+
+    from trustpool.attestation.backends.process import _answer_of
+
+    client = AttestationClient(inner, ttl=TTL)
+    try:
+        answer = _answer_of(marshal.dumps(columns, 4))
+    except OffloadError:
+        return
+    try:
+        kept = client._checked_answer(answer, _ASKED)
+    except AttestationError:
+        return
+    levels = kept.levels
+    assert _ASKED.issuperset(levels)
+    assert all(type(name) is str for name in levels)
+    assert all(type(level) is TrustLevel for level in levels.values())
+    assert levels.keys() == kept.reasons.keys() == kept.vtimes.keys() \
+        == kept.backends.keys()
+    assert all(type(text) is str for text in kept.reasons.values())
+    assert all(type(text) is str for text in kept.backends.values())
+    assert all(time is None or type(time) is str
+               for time in kept.vtimes.values())
+
+
+def test_an_interrupt_while_waiting_stops_the_helper(helped, monkeypatch):
+    """Not an Exception (a green thread killed, Ctrl-C) while the parent
+    waits: the helper may be mid-answer, so it is not asked again."""
+    helped.attest_answer(["a"])
+    pid = helped.pid()
+    from trustpool.attestation.backends import process
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(process._Helper, "_receive", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        helped.attest_answer(["a"])
+    assert helped.pid() is None and ended(pid)
+    monkeypatch.undo()
+    assert helped.attest_answer(["a"]).levels == {"a": T}
+
+
+def test_the_helper_has_a_session_of_its_own(helped):
+    helped.attest_answer(["a"])
+    assert os.getsid(helped.pid()) != os.getsid(0)

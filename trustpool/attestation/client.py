@@ -489,7 +489,10 @@ class AttestationClient:
         held). A failure of the helper, not the service's, is logged once
         a minute and changes no answer."""
         background = self.background
-        if background is not None:
+        # one the helper gave up on (it said so, once): not asked, so that
+        # no refresh logs or counts its refusal
+        if background is not None and \
+                getattr(background, "broken", None) is None:
             try:
                 self._refresh(names, background)
                 return
@@ -577,7 +580,11 @@ class AttestationClient:
         try:
             answered = self._exchange(chunk, backend)
         except BaseException as exc:
-            self._notify(time.monotonic() - started, _cause_of(exc))
+            if not (isinstance(exc, OffloadError)
+                    and backend is not self.backend):
+                # the helper's failure is not the service's: the same
+                # exchange is made here next, and measured
+                self._notify(time.monotonic() - started, _cause_of(exc))
             raise
         self._notify(time.monotonic() - started, None)
         return answered

@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """The helper process of :class:`~trustpool.attestation.backends.process.
-ProcessBackend`: ``python -m trustpool.attestation.backends.helper ASK
-REPLY ANSWER`` (three file descriptors its parent passes).
+ProcessBackend`: :func:`main` with ``ASK REPLY ANSWER`` (three file
+descriptors its parent passes), started as ``python -c`` with the working
+directory taken off the module path (``process._BOOT``).
 
-A module of its own, imported by nothing: run with ``-m``, it must not be
-imported already (the parent's module is, by the client).
+A module of its own, imported by the helper only.
 """
 
 from __future__ import annotations

@@ -74,8 +74,18 @@ _MARGIN = 0.5
 #: failures of the helper in a row after which it is not started again
 MAX_FAILURES = 3
 #: the biggest answer the parent reads from the helper's file
-_MAXANSWER = 1 << 30
+_MAX_ANSWER = 1 << 30
 PLAIN = {level: level.value for level in TrustLevel}
+#: the helper's program: ``-m`` would put the working directory first on
+#: the module path, where anyone who can write there could plant a module
+#: (``json.py``) that the helper imports before it is handed the auth blob;
+#: ``-c`` puts ``""`` (the same directory) there, taken off before anything
+#: but ``sys`` is imported
+_BOOT = ("import sys\n"
+         "if sys.path[:1] == ['']:\n"
+         "    del sys.path[0]\n"
+         "from trustpool.attestation.backends.helper import main\n"
+         "sys.exit(main(sys.argv[1:]))\n")
 _LEVEL_OF = {level.value: level for level in TrustLevel}
 
 
@@ -86,14 +96,32 @@ class OffloadError(AttestationError):
 
 def offloadable(backend: AttestationBackend) -> str | None:
     """Why ``backend``'s exchanges cannot be made by a helper, or ``None``
-    when they can."""
-    from trustpool.attestation.backends import _OVERRIDES, available_backends
+    when they can.
+
+    The helper builds the class installed under ``backend``'s name: the
+    name alone proves nothing (a subclass inherits it, any class can claim
+    it), so that class must be ``backend``'s own."""
+    from stevedore import driver
+
+    from trustpool.attestation.backends import (
+        _OVERRIDES,
+        NAMESPACE,
+        available_backends,
+    )
     cls = type(backend)
     if not cls.answers_natively:
         return f"the {cls.name} backend does not answer natively"
     if cls.name in _OVERRIDES or cls.name not in available_backends():
         return (f"the {cls.name} backend is not installed under an entry "
                 "point")
+    try:
+        installed = driver.DriverManager(NAMESPACE, cls.name,
+                                         invoke_on_load=False).driver
+    except Exception:  # noqa: BLE001 - what cannot be loaded is not it
+        installed = None
+    if installed is not cls:
+        return (f"the {cls.name} backend in use is not the one installed "
+                "under that name")
     return None
 
 
@@ -118,7 +146,7 @@ class ProcessBackend(AttestationBackend):
         #: the helper's own deadline, plus its time to hand the answer over
         self.timeout = float(inner.timeout) + _MARGIN + 0.1
         self._command = list(command) if command is not None else [
-            sys.executable, "-m", "trustpool.attestation.backends.helper"]
+            sys.executable, "-c", _BOOT]
         self._lock = threading.Lock()
         self._helper: _Helper | None = None
         self._failures = 0
@@ -153,6 +181,11 @@ class ProcessBackend(AttestationBackend):
                     raise OffloadError(
                         f"the helper process failed: {type(exc).__name__}: "
                         f"{exc}") from None
+                except BaseException:
+                    # a green thread killed, an interrupt: the helper may
+                    # be mid-answer, out of step with the next request
+                    self._stop_helper(kill=True)
+                    raise
             except AttestationError as exc:
                 if type(exc) is not OffloadError:
                     # the service's or the backend's failure, told by a
@@ -244,7 +277,10 @@ class _Helper:
             proc = subprocess.Popen(  # noqa: S603 - our own module
                 [*command, str(ask_r), str(reply_w), str(answer_fd)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                pass_fds=(ask_r, reply_w, answer_fd), close_fds=True)
+                pass_fds=(ask_r, reply_w, answer_fd), close_fds=True,
+                # a session of its own: a terminal's Ctrl-C is the
+                # scheduler's to handle; the helper ends when it does
+                start_new_session=True)
         except OSError as exc:
             for fd in (ask_r, ask_w, reply_r, reply_w, answer_fd):
                 os.close(fd)
@@ -252,9 +288,10 @@ class _Helper:
                                f"{exc}", "other") from None
         os.close(ask_r)
         os.close(reply_w)
+        os.set_blocking(ask_w, False)
         helper = cls(proc, ask_w, reply_r, answer_fd)
         try:
-            helper._send(CONFIG, json.dumps(options).encode())
+            helper._send(CONFIG, json.dumps(options).encode(), deadline)
             kind, payload = helper._receive(deadline)
             if kind != READY:
                 raise helper._refusal(kind, payload, "starting")
@@ -264,7 +301,7 @@ class _Helper:
         return helper
 
     def ask(self, names: list[str], deadline: float) -> Answer:
-        self._send(ASK, marshal.dumps(names, 4))
+        self._send(ASK, marshal.dumps(names, 4), deadline)
         kind, payload = self._receive(deadline)
         if kind == ERROR:
             # the backend's own failure, as it would have raised it here
@@ -273,7 +310,7 @@ class _Helper:
         if kind != ANSWER or len(payload) != 8:
             raise self._refusal(kind, payload, "answering")
         (size,) = struct.unpack("!Q", payload)
-        if size > _MAXANSWER:
+        if size > _MAX_ANSWER:
             raise OffloadError(f"the helper announced an answer of {size} "
                                "bytes")
         data = os.pread(self.answer_fd, size, 0)
@@ -311,17 +348,28 @@ class _Helper:
 
     # -- frames ------------------------------------------------------
 
-    def _send(self, kind: bytes, payload: bytes) -> None:
-        data = HEADER.pack(kind, len(payload)) + payload
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.ask_fd, view):]
-        except BrokenPipeError:
-            raise self._ended() from None
-        except OSError as exc:
-            raise OffloadError(f"the helper process does not take "
-                               f"requests: {exc}") from None
+    def _send(self, kind: bytes, payload: bytes, deadline: float) -> None:
+        """Write one frame by ``deadline``: the request pipe does not
+        block (a request can outgrow the pipe, and a helper that stopped
+        reading would hold the write for ever); ``os.writev``, not
+        ``os.write``, which eventlet replaces with one that retries a
+        broken pipe for ever and blocks its hub on a full one."""
+        view = memoryview(HEADER.pack(kind, len(payload)) + payload)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0 or not any(select.select(
+                    [], [self.ask_fd], [self.ask_fd], left)):
+                raise OffloadError("the helper process did not take the "
+                                   "request in time", "timeout")
+            try:
+                view = view[os.writev(self.ask_fd, [view]):]
+            except BlockingIOError:
+                continue
+            except BrokenPipeError:
+                raise self._ended() from None
+            except OSError as exc:
+                raise OffloadError(f"the helper process does not take "
+                                   f"requests: {exc}") from None
 
     def _receive(self, deadline: float) -> tuple[bytes, bytes]:
         kind, size = HEADER.unpack(self._read(HEADER.size, deadline))
