@@ -19,7 +19,7 @@ from trustpool import conf as tp_conf
 from trustpool.attestation.backends import load_backend
 from trustpool.attestation.backends.process import OffloadError, ProcessBackend
 
-from tests.unit.test_process_backend import MANY, fake_helper
+from tests.unit.test_process_backend import MANY, stops_reading
 
 
 @pytest.fixture
@@ -69,14 +69,7 @@ def test_a_killed_helper_fails_the_next_exchange_under_eventlet(inner):
 
 
 def test_a_helper_that_stops_reading_never_blocks_the_hub(inner):
-    backend = ProcessBackend(inner, command=fake_helper("""
-        import time
-        frame()
-        send(b"R")
-        time.sleep(4)
-        while True:
-            frame()
-        """))
+    backend = ProcessBackend(inner, command=stops_reading(4))
     ticks: list[float] = []
     stop = threading.Event()
 

@@ -444,6 +444,18 @@ def test_the_answers_travel_in_memory_not_in_a_file_on_disk(helped):
 
 # -- attacks: a helper that stops reading, ... --------------------------------
 
+def stops_reading(seconds: float) -> list[str]:
+    """A helper that starts, then reads no request for ``seconds``."""
+    return fake_helper(f"""
+        import time
+        frame()
+        send(b"R")
+        time.sleep({seconds})
+        while True:
+            frame()
+        """)
+
+
 #: more names than a pipe holds (64 KiB) once marshalled
 MANY = [f"host-{i:06d}.example" for i in range(20000)]
 
@@ -454,14 +466,7 @@ def test_a_helper_that_stops_reading_requests_is_given_up_at_the_deadline(
     not read it: writing the request counts against the exchange's
     deadline as reading the answer does (the helper here starts reading
     again, late, so that the unfixed write ends at all)."""
-    backend = ProcessBackend(inner, command=fake_helper("""
-        import time
-        frame()
-        send(b"R")
-        time.sleep(6)
-        while True:
-            frame()
-        """))
+    backend = ProcessBackend(inner, command=stops_reading(6))
     start = time.monotonic()
     with pytest.raises(OffloadError, match="in time") as caught:
         backend.attest_answer(MANY)
@@ -665,3 +670,23 @@ def test_an_interrupt_while_waiting_stops_the_helper(helped, monkeypatch):
 def test_the_helper_has_a_session_of_its_own(helped):
     helped.attest_answer(["a"])
     assert os.getsid(helped.pid()) != os.getsid(0)
+
+
+def test_starting_the_helper_does_not_count_as_refresh_time(inner, helped):
+    """The lead grows with how long refreshes take; the helper's start
+    (once per helper, an interpreter and its imports) is not part of that,
+    or one start would keep the next refreshes asking early."""
+    offset = [0.0]
+    client = AttestationClient(
+        inner, ttl=TTL, refresh_ahead=LEAD, background=helped,
+        clock=lambda: time.monotonic() + offset[0])
+    assert client.level("a").level is T
+    offset[0] += TTL - LEAD + 0.5
+    start = time.monotonic()
+    client.level("a")  # due: the refresh ahead starts the helper
+    settle(client)
+    total = time.monotonic() - start
+    assert helped.answered == 1 and helped.started_in > 0.05
+    assert len(client._ahead_took) == 1
+    assert client._ahead_took[0] <= total - helped.started_in + 0.02
+    client.close()

@@ -467,8 +467,8 @@ class AttestationClient:
                             self._clock() < failure.until:
                         return
                     self.stats.refreshes_ahead += 1
-                    self._refresh_by_helper(names)
-                    took = self._clock() - found_due
+                    starting = self._refresh_by_helper(names)
+                    took = self._clock() - found_due - starting
                     if 0 <= took < self.ttl:  # not NaN, not a clock jump
                         self._ahead_took.append(took)
                         # one float read by every warm pass: never a
@@ -483,11 +483,14 @@ class AttestationClient:
             with self._ahead_guard:
                 self._due.clear()
 
-    def _refresh_by_helper(self, names: list[str]) -> None:
+    def _refresh_by_helper(self, names: list[str]) -> float:
         """A refresh ahead: by the background backend if there is one, by
         the client's own if there is none or it fails (the refresh lock is
         held). A failure of the helper, not the service's, is logged once
-        a minute and changes no answer."""
+        a minute and changes no answer. Returns the seconds the helper
+        spent starting, if it started for this refresh: not part of how
+        long refreshes take (the lead would grow for one start, and keep
+        asking early for the next refreshes)."""
         background = self.background
         # one the helper gave up on (it said so, once): not asked, so that
         # no refresh logs or counts its refusal
@@ -495,18 +498,14 @@ class AttestationClient:
                 getattr(background, "broken", None) is None:
             try:
                 self._refresh(names, background)
-                return
+                return float(getattr(background, "started_in", 0.0))
             except OffloadError as exc:
                 message = self._describe(exc)
-                now = self._clock()
-                last = self._logged.get(message)
-                if last is None or now - last >= _REPEAT_LOG_INTERVAL:
-                    if len(self._logged) > 64:
-                        self._logged.clear()
-                    self._logged[message] = now
+                if self._first_in_a_minute(message):
                     LOG.warning("Refresh ahead of %d host(s) made in this "
                                 "process: %s", len(names), message)
         self._refresh(names)
+        return 0.0
 
     def _refresh(self, names: list[str],
                  backend: AttestationBackend | None = None) -> Answer:
@@ -825,15 +824,23 @@ class AttestationClient:
         once a minute for the same text; returns the hosts' reason."""
         message = self._describe(exc)
         reason = f"unexpected error during {during}: {message}"
-        now = self._clock()
-        last = self._logged.get(reason)
-        if last is None or now - last >= _REPEAT_LOG_INTERVAL:
-            if len(self._logged) > 64:
-                self._logged.clear()
-            self._logged[reason] = now
+        if self._first_in_a_minute(reason):
             LOG.error("Attestation client: %s; the hosts count as unknown",
                       reason)
         return reason
+
+    def _first_in_a_minute(self, text: str) -> bool:
+        """Whether ``text`` was not logged in the last minute (and is
+        now): a scheduler asks many times a second, a line per request is
+        a flood."""
+        now = self._clock()
+        last = self._logged.get(text)
+        if last is None or now - last >= _REPEAT_LOG_INTERVAL:
+            if len(self._logged) > 64:
+                self._logged.clear()
+            self._logged[text] = now
+            return True
+        return False
 
     def _unknown(self, report: HostReport, reason: str) -> HostReport:
         """``report`` made unknown; the reason can quote the answer (its

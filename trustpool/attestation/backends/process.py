@@ -155,6 +155,10 @@ class ProcessBackend(AttestationBackend):
         self.closed = False
         #: exchanges the helper answered (the service's failures included)
         self.answered = 0
+        #: seconds the last exchange spent starting a helper: once per
+        #: helper, not part of how long a refresh takes (the client's
+        #: lead must not grow for it)
+        self.started_in = 0.0
 
     def describe(self) -> str:
         return self.inner.describe()
@@ -168,6 +172,7 @@ class ProcessBackend(AttestationBackend):
                 why = self.broken or "closed"
                 raise OffloadError(f"the helper process is not used: {why}")
             deadline = time.monotonic() + self.timeout - 0.1
+            self.started_in = 0.0
             try:
                 try:
                     helper = self._running(deadline)
@@ -234,8 +239,10 @@ class ProcessBackend(AttestationBackend):
                 self.broken = problem
                 raise OffloadError(f"the helper process is not used: "
                                    f"{problem}")
+            started = time.monotonic()
             helper = self._helper = _Helper.start(
                 self._command, _options_of(self.inner), deadline)
+            self.started_in = time.monotonic() - started
         return helper
 
     def _stop_helper(self, kill: bool = False) -> None:
