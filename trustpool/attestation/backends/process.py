@@ -28,7 +28,8 @@ the helper builds the backend by its entry point name, so a backend
 registered in code (:func:`register_backend`) would be a different one
 there.
 
-The protocol, over two pipes and one unlinked file the parent creates:
+The protocol, over two pipes and one file the parent creates (in memory,
+``memfd_create``, where Linux offers it; else unlinked, mode 0600):
 frames of a kind byte and a length; the options go once, as JSON, over the
 request pipe (never the command line or the environment: they hold the
 auth blob); each request is the marshalled list of names; each answer is
