@@ -690,3 +690,33 @@ def test_starting_the_helper_does_not_count_as_refresh_time(inner, helped):
     assert len(client._ahead_took) == 1
     assert client._ahead_took[0] <= total - helped.started_in + 0.02
     client.close()
+
+
+def test_a_helper_that_cannot_build_its_backend_masks_the_secrets():
+    """The secret options' values are masked in what the helper says from
+    the start, before its backend (which knows its own secrets) exists:
+    here the build fails on a value that is the auth blob."""
+    import json
+    import struct
+    import subprocess
+
+    from trustpool.attestation.backends.process import _BOOT
+
+    ask_r, ask_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BOOT, str(ask_r), str(reply_w), "-1"],
+        pass_fds=(ask_r, reply_w), stderr=subprocess.PIPE)
+    os.close(ask_r)
+    os.close(reply_w)
+    options = json.dumps({
+        "backend": "oat", "secrets": [BLOB],
+        "groups": {"trusted_computing": {"attestation_port": BLOB}}}).encode()
+    os.write(ask_w, struct.pack("!cQ", b"C", len(options)) + options)
+    with os.fdopen(reply_r, "rb") as reply:
+        kind, size = struct.unpack("!cQ", reply.read(9))
+        said = reply.read(size).decode()
+    os.close(ask_w)
+    _, stderr = proc.communicate(timeout=10)
+    assert kind == b"E" and "ValueError" in said
+    assert BLOB not in said and BLOB not in stderr.decode()

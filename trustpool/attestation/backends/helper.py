@@ -39,15 +39,18 @@ def main(argv: list[str]) -> int:
         first = link.frame()
         if first is None:
             return 1
-        try:
-            backend = _build(json.loads(first[1]))
-        except Exception as exc:  # noqa: BLE001 - told to the parent
-            # no secret to mask is known yet: the parent masks it, as it
-            # masks every message it logs
-            link.error("other", f"{type(exc).__name__}: {exc}")
-            return 1
-        redact = Redactor(backend.secrets)
+        options = json.loads(first[1])
+        # the secret options' values, known before the backend is built
+        # (building it can log); the backend's own secrets are among them
+        known = [str(secret) for secret in options.get("secrets", ())]
+        redact = Redactor(known)
         _quiet_logs(redact)
+        try:
+            backend = _build(options)
+        except Exception as exc:  # noqa: BLE001 - told to the parent
+            link.error("other", redact(f"{type(exc).__name__}: {exc}"))
+            return 1
+        redact = Redactor([*known, *backend.secrets])
         link.send(READY)
         try:
             _serve(link, backend, redact, answer_fd)

@@ -254,14 +254,20 @@ class ProcessBackend(AttestationBackend):
 
 def _options_of(backend: AttestationBackend) -> dict[str, Any]:
     """The backend's name and the values of the options it reads, as the
-    helper needs them to build the same backend."""
+    helper needs them to build the same backend, and the values of its
+    secret options (masked in whatever the helper logs, from the start:
+    building the backend can log)."""
     conf = backend.conf
     groups: dict[str, dict[str, Any]] = {}
+    secrets = list(backend.secrets)
     for group, opts in type(backend).CONFIG_OPTS:
         values = groups.setdefault(group, {})
         for opt in opts:
-            values[opt.dest] = conf[group][opt.dest]
-    return {"backend": type(backend).name, "groups": groups}
+            values[opt.dest] = value = conf[group][opt.dest]
+            if opt.secret and isinstance(value, str) and value:
+                secrets.append(value)
+    return {"backend": type(backend).name, "groups": groups,
+            "secrets": secrets}
 
 
 class _Helper:
