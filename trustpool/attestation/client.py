@@ -598,7 +598,7 @@ class AttestationClient:
             pass
 
     def _exchange(self, chunk: list[str],
-                  backend: AttestationBackend | None = None) -> Answer:
+                  backend: AttestationBackend) -> Answer:
         """The backend's answer for ``chunk``, checked against the
         contract; raises on anything the contract forbids.
 
@@ -608,11 +608,12 @@ class AttestationClient:
         before it hold. A backend's reports that break the contract go
         through :meth:`_refuse`, which names the first offence.
         """
-        backend = backend or self.backend
-        result = self._attest_within_deadline(chunk, backend)
+        # the client's own backend was checked once, at construction
+        native = self._native if backend is self.backend else \
+            bool(backend.answers_natively)
+        result = self._attest_within_deadline(chunk, backend, native)
         asked = set(chunk)
-        if self._native if backend is self.backend else \
-                backend.answers_natively:
+        if native:
             answer = self._checked_answer(result, asked)
         else:
             if type(result) is not dict:
@@ -729,10 +730,10 @@ class AttestationClient:
             "the backend contract", "malformed")
 
     def _attest_within_deadline(self, names: list[str],
-                                backend: AttestationBackend | None = None
-                                ) -> Any:
-        """``backend.attest(names)`` (the client's own backend unless
-        given), given up at the backend's deadline.
+                                backend: AttestationBackend,
+                                native: bool) -> Any:
+        """``backend.attest(names)``, or ``attest_answer`` when
+        ``native``, given up at the backend's deadline.
 
         A worker thread rather than a timer around the call: nothing can
         interrupt a call from outside in Python, so the caller waits for
@@ -746,17 +747,14 @@ class AttestationClient:
                 "was abandoned at its deadline; not starting another",
                 "timeout")
         self._stray = None
-        asked = backend or self.backend
-        native = self._native if asked is self.backend else \
-            asked.answers_natively
-        budget = float(getattr(asked, "timeout", 10.0))
+        budget = float(getattr(backend, "timeout", 10.0))
         outcome: list[Any] = []
         done = threading.Event()
 
         def work() -> None:
             try:
-                outcome.append((True, asked.attest_answer(names)
-                                if native else asked.attest(names)))
+                outcome.append((True, backend.attest_answer(names)
+                                if native else backend.attest(names)))
             except BaseException as exc:  # noqa: BLE001 - handed over
                 outcome.append((False, exc))
             finally:

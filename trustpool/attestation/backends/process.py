@@ -102,24 +102,23 @@ def offloadable(backend: AttestationBackend) -> str | None:
     The helper builds the class installed under ``backend``'s name: the
     name alone proves nothing (a subclass inherits it, any class can claim
     it), so that class must be ``backend``'s own."""
-    from stevedore import driver
+    from oslo_config import cfg
 
-    from trustpool.attestation.backends import (
-        _OVERRIDES,
-        NAMESPACE,
-        available_backends,
-    )
+    from trustpool.attestation.backends import _OVERRIDES, backend_class
     cls = type(backend)
     if not cls.answers_natively:
         return f"the {cls.name} backend does not answer natively"
-    if cls.name in _OVERRIDES or cls.name not in available_backends():
+    if cls.name in _OVERRIDES:
+        # what the helper cannot see: it loads entry points only
         return (f"the {cls.name} backend is not installed under an entry "
                 "point")
     try:
-        installed = driver.DriverManager(NAMESPACE, cls.name,
-                                         invoke_on_load=False).driver
+        # the entry point's class, as the helper will load it (overrides
+        # were ruled out above); on a throw-away ConfigOpts
+        installed = backend_class(cfg.ConfigOpts(), cls.name)
     except Exception:  # noqa: BLE001 - what cannot be loaded is not it
-        installed = None
+        return (f"the {cls.name} backend is not installed under an entry "
+                "point")
     if installed is not cls:
         return (f"the {cls.name} backend in use is not the one installed "
                 "under that name")
@@ -172,7 +171,7 @@ class ProcessBackend(AttestationBackend):
             if self.broken is not None or self.closed:
                 why = self.broken or "closed"
                 raise OffloadError(f"the helper process is not used: {why}")
-            deadline = time.monotonic() + self.timeout - 0.1
+            deadline = time.monotonic() + float(self.inner.timeout) + _MARGIN
             self.started_in = 0.0
             try:
                 try:
@@ -337,23 +336,22 @@ class _Helper:
         """End the helper: at the end of its request pipe, or killed when
         ``kill`` (it failed: nothing it says is waited for) or when it
         does not end within a second."""
-        for fd in (self.ask_fd, self.reply_fd, self.answer_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self.forget()
         proc = self.proc
-        if proc.poll() is None:
+        if proc.poll() is not None:
+            return
+        if not kill:
             try:
-                if kill:
-                    raise subprocess.TimeoutExpired(proc.args, 0)
                 proc.wait(1.0)
+                return
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5.0)
+                pass
+        proc.kill()
+        proc.wait(5.0)
 
     def forget(self) -> None:
-        """Drop this process's copies of a parent's pipes (after a fork)."""
+        """Close this process's ends of the pipes and the answer file
+        (after a fork: the parent's copies keep its helper going)."""
         for fd in (self.ask_fd, self.reply_fd, self.answer_fd):
             try:
                 os.close(fd)
@@ -395,9 +393,8 @@ class _Helper:
         chunks = []
         while size:
             left = deadline - time.monotonic()
-            ready = select.select([self.reply_fd], [], [], max(left, 0))[0] \
-                if left > 0 else []
-            if not ready:
+            if left <= 0 or not select.select([self.reply_fd], [], [],
+                                              left)[0]:
                 raise OffloadError("the helper process did not answer in "
                                    "time", "timeout")
             try:
