@@ -101,3 +101,62 @@ def test_an_answer_from_before_a_clear_is_not_kept():
     assert len(cache) == 0
     cache.store({"a": report("a")}, now=0.0, epoch=cache.epoch)
     assert len(cache) == 1
+
+
+def _columns(snap):
+    a = snap.answer
+    return (dict(a.levels), dict(a.reasons), dict(a.vtimes),
+            dict(a.backends), dict(snap.deadlines))
+
+
+def test_a_published_snapshot_is_never_changed():
+    """What a look-up reads without a lock is never written to: a store
+    (partial, whole, over the size bound) and a clear each publish a new
+    snapshot and leave the one before exactly as it was."""
+    cache = ReportCache(ttl=10, maxsize=3)
+    seen = []
+    for names, now in ((["a", "b"], 1.0), (["b", "c"], 2.0),
+                       (["a", "b", "c"], 3.0), (["d"], 4.0),
+                       (["e", "f"], 20.0)):
+        seen.append((cache._now, _columns(cache._now)))
+        cache.store(Answer.uniform(names, TrustLevel.TRUSTED, "t", "r"),
+                    now)
+    seen.append((cache._now, _columns(cache._now)))
+    cache.clear()
+    for snap, columns in seen:
+        assert _columns(snap) == columns
+    assert len(cache) == 0
+
+
+def test_readers_see_one_whole_store_or_the_one_before():
+    """Threads read while another stores answers that alternate between
+    all trusted and all untrusted: every read is of one answer, never
+    half of one, and never waits for a store."""
+    import threading
+
+    names = [f"h{i}" for i in range(2000)]
+    cache = ReportCache(ttl=1e9, maxsize=10_000)
+    levels = (TrustLevel.TRUSTED, TrustLevel.UNTRUSTED)
+    cache.store(Answer.uniform(names, levels[0], "t", "r"), 0.0)
+    stop = threading.Event()
+    mixed = []
+
+    def read():
+        while not stop.is_set():
+            hit = cache.levels_in_order(names, 1.0)
+            assert hit is not None
+            if len(set(hit[0])) != 1:
+                mixed.append(hit)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for r in readers:
+        r.start()
+    try:
+        for i in range(300):
+            cache.store(Answer.uniform(names, levels[i % 2], "t", "r"),
+                        float(i))
+    finally:
+        stop.set()
+        for r in readers:
+            r.join(10)
+    assert not mixed

@@ -311,10 +311,9 @@ TTL, LEAD = 10.0, 2.5
 
 
 def settle(client):
-    ahead = client._ahead
-    if ahead is not None:
-        ahead.join(20)
-        assert not ahead.is_alive()
+    """Wait for the refresh thread to have nothing left to do (it then
+    waits for more to come due, or ends: see test_the_thread_ends_*)."""
+    assert client._ahead_idle.wait(20), "the refresh ahead never settled"
 
 
 def test_a_refresh_ahead_is_made_by_the_helper(inner, helped, oat):

@@ -7,6 +7,7 @@ Real threads (the refresh runs in one of its own), a hand-moved clock (so
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -37,11 +38,9 @@ def make(backend, clock, **kw):
 
 
 def settle(client):
-    """Wait for the refresh ahead now running, if any, to end."""
-    ahead = client._ahead
-    if ahead is not None:
-        ahead.join(10)
-        assert not ahead.is_alive()
+    """Wait for the refresh thread to have nothing left to do (it then
+    waits for more to come due, or ends: see test_the_thread_ends_*)."""
+    assert client._ahead_idle.wait(10), "the refresh ahead never settled"
 
 
 def test_no_thread_before_an_answer_is_due(clock):
@@ -315,3 +314,85 @@ def test_a_slow_refresh_starts_the_next_one_earlier(clock):
     settle(client)
     clock.now = 1040.8
     assert client.level("a").level is K
+
+
+def test_one_thread_serves_refresh_after_refresh(clock):
+    """The refresh thread waits for the next answers due instead of
+    ending: no caller pays for starting a thread once per refresh."""
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    try:
+        client.level("a")
+        clock.advance(TTL - 1)
+        client.level("a")
+        settle(client)
+        first = client._ahead
+        assert first is not None and first.is_alive()
+        clock.advance(TTL - 1)               # the refreshed answer due
+        assert client.level("a").level is T
+        settle(client)
+        assert client._ahead is first and first.is_alive()
+        assert client.stats.refreshes_ahead == 2
+        assert len(backend.calls) == 3
+    finally:
+        client.close()
+    assert not first.is_alive()
+
+
+def test_close_ends_the_waiting_thread_at_once(clock):
+    client = make(ScriptedBackend({"a": T}), clock, ttl=3600.0)
+    client.level("a")
+    clock.advance(3600.0 - 1)
+    client.level("a")
+    settle(client)
+    ahead = client._ahead
+    assert ahead.is_alive()                  # waiting for more, an hour
+    client.close()
+    assert not ahead.is_alive()              # close did not wait an hour
+
+
+def test_the_thread_ends_when_nothing_comes_due_for_a_ttl():
+    """Real time: a thread nobody hands answers to ends by itself."""
+    client = AttestationClient(ScriptedBackend({"a": T}), ttl=1.0,
+                               refresh_ahead=0.9)
+    try:
+        client.level("a")
+        time.sleep(0.2)
+        client.level("a")                    # due: a refresh ahead
+        settle(client)
+        ahead = client._ahead
+        assert ahead is not None
+        ahead.join(10)
+        assert not ahead.is_alive()
+        assert not client._ahead_running
+        client.level("a")                    # expired: asked in this call
+        time.sleep(0.2)
+        client.level("a")                    # due again: a new thread
+        settle(client)
+        assert client._ahead is not ahead
+        assert client.stats.refreshes_ahead >= 2
+    finally:
+        client.close()
+
+
+def test_a_thread_that_is_gone_is_replaced(clock):
+    """After a fork, the parent's refresh thread does not exist in the
+    child: a caller that finds it gone starts one, even with the names
+    already waiting in the due list."""
+    backend = ScriptedBackend({"a": T})
+    client = make(backend, clock)
+    try:
+        client.level("a")
+        gone = threading.Thread(target=lambda: None)
+        gone.start()
+        gone.join()
+        client._ahead, client._ahead_running = gone, True
+        client._due["a"] = None
+        clock.advance(TTL - 1)
+        client.level("a")
+        settle(client)
+        assert client._ahead is not gone
+        assert client.stats.refreshes_ahead == 1
+        assert len(backend.calls) == 2
+    finally:
+        client.close()
