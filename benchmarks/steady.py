@@ -3,8 +3,10 @@
 Figures, not pass/fail. Eight native threads (Nova's threading mode) make
 scheduling passes through Nova's real HostManager for ``--seconds`` each
 run, alternating a TrustedFilter pass with an AllHostsFilter pass over the
-same hosts. Runs, per host count, each with a 5 s TTL:
+same hosts. Runs, per host count, with a 5 s TTL unless said:
 
+- ``warm``: a never-expiring cache too (see below): how far the ratios
+  move when nothing differs;
 - ``ahead off``: refresh ahead off: once per TTL one unlucky pass waits
   for the whole round trip to the attestation server;
 - ``ahead here``: refresh ahead made in the scheduler's own process
@@ -26,7 +28,9 @@ Printed: p50 / p99 / max pass time of TrustedFilter in the run and in the
 warm run beside it, the run's p99 against the warm p99, the same ratio
 for the AllHostsFilter passes of the two processes (how evenly the
 machine treated them: near 1.00 when it did), attestation requests per
-TTL window, and for refresh ahead how many refreshes ran (and how many
+TTL window, how many exchanges a scheduling pass made itself (it waited
+on attestation; the pass that fills the cache first is not counted), and
+for refresh ahead how many refreshes ran (and how many
 the helper made), the longest of the last four and the lead the client
 ended with (it grows with how long they take). The attestation server is
 a separate process (no GIL shared with the passes being measured).
@@ -119,6 +123,10 @@ def run(size: int, ttl: int, ahead: bool, seconds: float, threads: int,
         helped = 0 if client.background is None else \
             client.background.answered
         return {"refreshes": client.stats.refreshes_ahead,
+                # exchanges made in a pass (the first fill excluded): a
+                # request that waited on attestation; one per refresh
+                "waited": client.stats.backend_calls - 1
+                - client.stats.refreshes_ahead,
                 "helped": helped,
                 "took": max(took) if took else None,
                 "lead": client._lead() if ahead else None,
@@ -207,24 +215,32 @@ def main() -> None:
     print(f"{'hosts':>7}  {'run':<10}  {'Trusted p50/p99/max':>22}  "
           f"{'warm beside it':>22}  {'p99/warm p99':>12}  "
           f"{'AllHosts p99/warm':>17}  "
-          f"{'requests/TTL':>12}  {'passes':>7}  refresh ahead")
+          f"{'requests/TTL':>12}  {'passes':>7}  {'waited':>6}  "
+          "refresh ahead")
     for size in sizes:
-        for label, ahead, helper in (("ahead off", False, True),
+        for label, ahead, helper in (("warm", None, True),
+                                     ("ahead off", False, True),
                                      ("ahead here", True, False),
                                      ("ahead on", True, True)):
             base = {"size": size, "seconds": seconds,
                     "threads": args.threads}
+            # the warm row: two warm runs side by side, how far the ratio
+            # moves when nothing differs
+            mine = dict(base, ttl=WARM_TTL, ahead=False, helper=True) \
+                if ahead is None else \
+                dict(base, ttl=args.ttl, ahead=ahead, helper=helper)
             row, warm = side_by_side([
-                dict(base, ttl=args.ttl, ahead=ahead, helper=helper),
-                dict(base, ttl=WARM_TTL, ahead=False, helper=True)])
+                mine, dict(base, ttl=WARM_TTL, ahead=False, helper=True)])
             t, w = row["trusted"], warm["trusted"]
+            window = "-" if ahead is None else f"{row['per_window']:.2f}"
             print(f"{size:>7}  {label:<10}  "
                   f"{'/'.join(f'{v * 1e3:.1f}' for v in t):>22}  "
                   f"{'/'.join(f'{v * 1e3:.1f}' for v in w):>22}  "
                   f"{t[1] / w[1]:>11.2f}x  "
                   f"{row['plain'][1] / warm['plain'][1]:>16.2f}x  "
-                  f"{row['per_window']:>12.2f}  "
-                  f"{row['passes']:>7}  {_ahead(row)}", flush=True)
+                  f"{window:>12}  "
+                  f"{row['passes']:>7}  {row['waited']:>6}  "
+                  f"{_ahead(row)}", flush=True)
 
 
 def _ahead(row: dict) -> str:
