@@ -396,3 +396,19 @@ def test_a_thread_that_is_gone_is_replaced(clock):
         assert len(backend.calls) == 2
     finally:
         client.close()
+
+
+def test_a_ttl_beyond_the_platform_timeout_does_not_break_the_thread(
+        clock, caplog):
+    """attestation_auth_timeout has no maximum; Event.wait raises
+    OverflowError past threading.TIMEOUT_MAX."""
+    client = make(ScriptedBackend({"a": T}), clock, ttl=1e10)
+    try:
+        client.level("a")
+        clock.advance(1e10 - 1)
+        client.level("a")
+        settle(client)
+        assert client._ahead.is_alive() and client.stats.refreshes_ahead == 1
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    finally:
+        client.close()

@@ -502,7 +502,8 @@ class AttestationClient:
                             self._ahead_running = False
                             return
                 if not names:
-                    idle = not self._wake.wait(max(self.ttl, 1.0))
+                    idle = not self._wake.wait(
+                        min(max(self.ttl, 1.0), threading.TIMEOUT_MAX))
                     self._wake.clear()
                     continue
                 idle = False
