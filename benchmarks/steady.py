@@ -226,11 +226,11 @@ def main() -> None:
                     "threads": args.threads}
             # the warm row: two warm runs side by side, how far the ratio
             # moves when nothing differs
-            mine = dict(base, ttl=WARM_TTL, ahead=False, helper=True) \
-                if ahead is None else \
-                dict(base, ttl=args.ttl, ahead=ahead, helper=helper)
+            warm_run = dict(base, ttl=WARM_TTL, ahead=False, helper=True)
             row, warm = side_by_side([
-                mine, dict(base, ttl=WARM_TTL, ahead=False, helper=True)])
+                warm_run if ahead is None else
+                dict(base, ttl=args.ttl, ahead=ahead, helper=helper),
+                warm_run])
             t, w = row["trusted"], warm["trusted"]
             window = "-" if ahead is None else f"{row['per_window']:.2f}"
             print(f"{size:>7}  {label:<10}  "

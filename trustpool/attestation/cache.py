@@ -31,6 +31,7 @@ import operator
 import threading
 from collections.abc import Sequence
 from itertools import compress, repeat
+from typing import Any
 
 from trustpool.attestation.answer import Answer
 from trustpool.attestation.model import TrustLevel
@@ -49,6 +50,12 @@ class _Snapshot:
     def __init__(self, answer: Answer, deadlines: dict[str, float]) -> None:
         self.answer = answer
         self.deadlines = deadlines
+
+    def columns(self) -> tuple[dict[str, Any], ...]:
+        """Every dictionary keyed by host name, for removing hosts from a
+        snapshot that is not yet published."""
+        a = self.answer
+        return a.levels, a.reasons, a.vtimes, a.backends, self.deadlines
 
 
 _EMPTY = _Snapshot(Answer(), {})
@@ -155,27 +162,21 @@ class ReportCache:
             if epoch is not None and epoch != self.epoch:
                 return
             old = self._now
-            kept = Answer()
             if len(names) >= len(old.deadlines) and \
                     old.deadlines.keys() <= names.keys():
                 # every host cached is in the answer (a scheduler's
                 # refresh): nothing of the old snapshot is kept
-                deadlines: dict[str, float] = {}
+                snap = _Snapshot(Answer(), {})
             else:
-                was = old.answer
-                kept.levels, kept.reasons, kept.vtimes, kept.backends = (
-                    was.levels.copy(), was.reasons.copy(),
-                    was.vtimes.copy(), was.backends.copy())
-                deadlines = old.deadlines.copy()
-                if not deadlines.keys().isdisjoint(names):
+                snap = _Snapshot(old.answer.copy(), old.deadlines.copy())
+                if not snap.deadlines.keys().isdisjoint(names):
                     # pop first so that dict order stays oldest-first (all
                     # in C: a refresh replaces thousands of entries)
-                    for column in (kept.levels, kept.reasons, kept.vtimes,
-                                   kept.backends, deadlines):
+                    for column in snap.columns():
                         _drain(map(column.pop, names, repeat(None)))
-            kept.update(answer)
+            snap.answer.update(answer)
+            deadlines = snap.deadlines
             deadlines.update(dict.fromkeys(names, deadline))
-            snap = _Snapshot(kept, deadlines)
             if len(deadlines) > self.maxsize:
                 _shrink(snap, now, self.maxsize)
             self.generation += 1
@@ -239,9 +240,7 @@ def _shrink(snap: _Snapshot, now: float, maxsize: int) -> None:
     if excess > 0:
         stale = set(expired)
         expired += [n for n in deadlines if n not in stale][:excess]
-    kept = snap.answer
-    for column in (kept.levels, kept.reasons, kept.vtimes, kept.backends,
-                   deadlines):
+    for column in snap.columns():
         _drain(map(column.pop, expired, repeat(None)))
 
 

@@ -427,9 +427,9 @@ class AttestationClient:
             self._refresh_lock.release()
 
     def _refresh_in_background(self, names: list[str]) -> None:
-        """Start refreshing ``names`` in a thread of their own, unless a
-        refresh ahead is running (it takes them up), the client is closed,
-        or a failure is remembered (no retry before its time).
+        """Hand ``names`` to the refresh thread (woken if it waits, started
+        if none runs), unless the client is closed or a failure is
+        remembered (no retry before its time).
 
         Every pass between an answer due and the refresh's landing comes
         here with the same names (a second or more at 10,000 hosts):
@@ -730,11 +730,9 @@ class AttestationClient:
                             result.backends))).difference(_DICT):
             problem = "columns that are not plain dictionaries"
         else:
-            # in C, and no code of the backend's runs: plain dictionaries
-            answer.levels = result.levels.copy()
-            answer.reasons = result.reasons.copy()
-            answer.vtimes = result.vtimes.copy()
-            answer.backends = result.backends.copy()
+            # in C, and no code of the backend's runs: an Answer itself
+            # (its own copy) of plain dictionaries
+            answer = result.copy()
             levels = answer.levels
             problem = (
                 "a host name that is not a string"
